@@ -1,0 +1,108 @@
+"""Process configuration, read once from the environment and `.env`.
+
+Every setting is documented in `.env.example`. A bad value fails at start with one line naming
+the variable (see `describe_validation_error`), because a bot that starts half-configured fails
+later in a way users see first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KlingProvider = Literal["simulated", "replicate", "kling"]
+SoraProvider = Literal["simulated", "replicate", "openai"]
+
+
+class Settings(BaseSettings):
+    """All settings of one bot process."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Discord
+    discord_token: SecretStr | None = None
+    discord_api_base: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    discord_dev_guild_id: int | None = None
+    admin_role_id: int | None = None
+
+    # Storage
+    database_path: Path = Path("data/bot.sqlite3")
+    video_dir: Path = Path("data/videos")
+    keep_videos_hours: float = Field(default=24.0, ge=0)
+    public_base_url: str | None = None
+
+    # Providers
+    kling_provider: KlingProvider = "simulated"
+    sora_provider: SoraProvider = "simulated"
+    replicate_api_token: SecretStr | None = None
+    replicate_api_base: str = "https://api.replicate.com"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_delete_after_download: bool = True
+    kling_access_key: SecretStr | None = None
+    kling_secret_key: SecretStr | None = None
+    kling_api_base: str = "https://api-singapore.klingai.com"
+    kling_model: str | None = None
+    sora_model: str | None = None
+    sora_pro_model: str | None = None
+    provider_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # Simulated provider
+    simulated_speed: float = Field(default=0.1, gt=0, le=10)
+    simulated_fps: int = Field(default=12, ge=1, le=60)
+    simulated_fail: str | None = None
+
+    # Poller
+    poll_time_scale: float = Field(default=1.0, gt=0)
+    max_parallel_jobs: int = Field(default=16, ge=1)
+
+    # Credits
+    start_balance: int = Field(default=100, ge=0)
+    daily_grant: int = Field(default=20, ge=0)
+    price_kling_per_second: int = Field(default=2, ge=0)
+    price_sora_per_second: int = Field(default=4, ge=0)
+    price_sora_high_per_second: int = Field(default=10, ge=0)
+    max_concurrent_jobs: int = Field(default=2, ge=1)
+
+    # Secrets at rest
+    secret_key: SecretStr | None = None
+
+    # Sandbox
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = Field(default=8765, ge=0, le=65535)
+
+    log_level: str = "INFO"
+
+    @field_validator("discord_token", "secret_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """Treat `DISCORD_TOKEN=` in `.env` as unset, as people write it that way."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Render a settings error as one line naming the environment variable."""
+    first = error.errors()[0]
+    name = "_".join(str(part) for part in first["loc"]).upper() or "settings"
+    return f"Invalid setting {name}: {first['msg']} (got {first.get('input')!r})"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment; tests pass overrides instead of touching os.environ."""
+    return Settings(**overrides)  # type: ignore[arg-type]

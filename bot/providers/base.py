@@ -1,0 +1,130 @@
+"""The provider interface and the error taxonomy every adapter maps onto.
+
+Providers come and go (PROVIDERS.md), so nothing outside `bot/providers/` knows a provider's wire
+format: the poller sees `submit`, `status`, `fetch`, `cancel` and the taxonomy below.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from bot.requests import AnyRequest
+
+
+class ErrorKind(StrEnum):
+    """What went wrong, in terms of who must act and whether a retry can help."""
+
+    INVALID_REQUEST = "invalid_request"
+    CONTENT_POLICY = "content_policy"
+    QUOTA_OR_BILLING = "quota_or_billing"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "transient"
+    AUTH = "auth"
+
+    @property
+    def retryable(self) -> bool:
+        return self in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT)
+
+
+class ProviderError(Exception):
+    """A provider failure already mapped to the taxonomy.
+
+    `message` must never contain credentials; adapters build it from the provider's error text.
+    """
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        model: str | None = None,
+        provider_code: str | None = None,
+    ) -> None:
+        super().__init__(f"{kind.value}: {message}")
+        self.kind = kind
+        self.message = message
+        self.retry_after = retry_after
+        self.model = model
+        self.provider_code = provider_code
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind.retryable
+
+
+class ProviderState(StrEnum):
+    """A provider task's state, normalised across providers."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (ProviderState.SUCCEEDED, ProviderState.FAILED, ProviderState.CANCELED)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What an adapter may know about the job it works on."""
+
+    job_id: int
+    request: AnyRequest
+    api_key: SecretStr | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """One observation of a provider task."""
+
+    state: ProviderState
+    progress: int | None = None
+    result_url: str | None = None
+    error: ProviderError | None = None
+    poll_after: float | None = None  # provider's own hint, in seconds
+
+
+class VideoProvider(abc.ABC):
+    """A place that turns a validated request into an MP4."""
+
+    name: str = "provider"
+
+    def model_id(self, request: AnyRequest) -> str:
+        """The provider's model id for this request (configuration, shown in errors)."""
+        return "unknown"
+
+    def expected_seconds(self, request: AnyRequest) -> tuple[float, float]:
+        """How long a task usually takes here; the poller's backoff prior."""
+        return request.typical_wait()
+
+    @abc.abstractmethod
+    async def submit(self, ctx: JobContext) -> str:
+        """Start a task and return the provider's task id."""
+
+    @abc.abstractmethod
+    async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
+        """Observe a task."""
+
+    @abc.abstractmethod
+    async def fetch(self, result_url: str, dest: Path, ctx: JobContext, *, max_bytes: int) -> int:
+        """Stream the finished video to `dest` and return its size in bytes."""
+
+    async def cancel(self, provider_job_id: str, ctx: JobContext) -> bool:
+        """Ask the provider to stop; return False when it cannot."""
+        return False
+
+    async def verify_key(self, api_key: SecretStr) -> bool:
+        """Check a user's own key with one cheap call; providers without keys accept any."""
+        return True
+
+    async def aclose(self) -> None:
+        """Release connections."""
