@@ -100,6 +100,8 @@ def describe_validation_error(error: ValidationError) -> str:
     """Render a settings error as one line naming the environment variable."""
     first = error.errors()[0]
     name = "_".join(str(part) for part in first["loc"]).upper() or "settings"
+    if any(word in name for word in ("TOKEN", "KEY", "SECRET")):
+        return f"Invalid setting {name}: {first['msg']}"
     return f"Invalid setting {name}: {first['msg']} (got {first.get('input')!r})"
 
 

@@ -285,7 +285,9 @@ def _user_message(error: ValidationError) -> tuple[str, str | None]:
         return (f"`{field}` is not an option of this model.", field)
     message = first["msg"]
     if field and not first["type"].startswith(("choice", "prompt", "cfg", "negative", "not_offered", "square")):
-        message = f"{field.replace('_', ' ')}: {message}"
+        message = f"{field.replace('_', ' ')}: {message[:1].lower()}{message[1:]}"
+    if not message.endswith((".", ")")):
+        message += "."
     return (message, field)
 
 

@@ -1,0 +1,33 @@
+"""Persistence: all SQL of the bot lives in this package."""
+
+from storage.models import (
+    ConcurrencyLimit,
+    CreditPolicy,
+    IllegalTransition,
+    InsufficientCredits,
+    Job,
+    JobNotFound,
+    JobState,
+    LeaseLost,
+    LedgerEntry,
+    LedgerKind,
+    NewJob,
+    StorageError,
+)
+from storage.store import Store
+
+__all__ = [
+    "ConcurrencyLimit",
+    "CreditPolicy",
+    "IllegalTransition",
+    "InsufficientCredits",
+    "Job",
+    "JobNotFound",
+    "JobState",
+    "LeaseLost",
+    "LedgerEntry",
+    "LedgerKind",
+    "NewJob",
+    "StorageError",
+    "Store",
+]

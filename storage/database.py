@@ -1,0 +1,128 @@
+"""SQLite connections, migrations and transactions.
+
+One writer connection (serialised by a lock, `BEGIN IMMEDIATE` so other processes wait on the
+file lock rather than failing mid-transaction) and one reader connection: WAL lets readers see
+the last committed state without waiting for writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+MIGRATION_NAME = re.compile(r"^V(\d+)__[a-z0-9_]+\.sql$")
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+def load_migrations() -> list[tuple[int, str, str]]:
+    """Return (version, name, sql) for every bundled migration, checking there are no gaps."""
+    found = []
+    for entry in resources.files("storage.migrations").iterdir():
+        match = MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    for expected, (version, name, _) in enumerate(found, start=1):
+        if version != expected:
+            raise MigrationError(f"migration {name} breaks the sequence: expected V{expected}")
+    return found
+
+
+class Database:
+    """The bot's SQLite file."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def _open(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    async def connect(self) -> None:
+        """Open the file (creating its folder), apply pending migrations."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._open()
+        await self.migrate()
+        self._reader = await self._open()
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise RuntimeError("database is not connected")
+        return self._writer
+
+    async def schema_version(self) -> int:
+        async with self.writer.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def migrate(self) -> int:
+        """Apply every pending migration in one transaction; return the new version."""
+        migrations = load_migrations()
+        latest = migrations[-1][0] if migrations else 0
+        async with self._write_lock:
+            current = await self.schema_version()
+            if current > latest:
+                raise MigrationError(
+                    f"{self.path} has schema V{current}, newer than this code (V{latest}); upgrade the bot"
+                )
+            pending = [sql for version, _, sql in migrations if version > current]
+            if not pending:
+                return current
+            script = "BEGIN IMMEDIATE;\n" + "\n".join(pending) + f"\nPRAGMA user_version = {latest};\nCOMMIT;"
+            try:
+                await self.writer.executescript(script)
+            except Exception:
+                if self.writer.in_transaction:
+                    await self.writer.rollback()
+                raise
+        return latest
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Run a write transaction; commits on success, rolls back on any exception."""
+        async with self._write_lock:
+            conn = self.writer
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            else:
+                await conn.execute("COMMIT")
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        conn = self._reader or self.writer
+        async with conn.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        conn = self._reader or self.writer
+        async with conn.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())

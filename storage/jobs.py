@@ -1,0 +1,211 @@
+"""Jobs: creation with credit reservation, leases for workers, and the state machine.
+
+A job is created, paid for and counted against the user's concurrency cap in one `BEGIN
+IMMEDIATE` transaction, so two commands racing can neither overdraw nor exceed the cap. Workers
+*claim* due jobs with a lease instead of removing them: a worker that dies simply lets its lease
+run out, and the job is claimed again (at-least-once; delivery uses Discord's nonce to stay
+exactly-once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+
+from storage import ledger
+from storage.database import Database
+from storage.models import (
+    ACTIVE,
+    JOB_COLUMNS,
+    MUTABLE_JOB_COLUMNS,
+    REFUNDING,
+    TRANSITIONS,
+    ConcurrencyLimit,
+    CreditPolicy,
+    IllegalTransition,
+    InsufficientCredits,
+    Job,
+    JobNotFound,
+    JobState,
+    LeaseLost,
+    LedgerKind,
+    NewJob,
+)
+
+_ACTIVE_SQL = ", ".join(f"'{state.value}'" for state in sorted(ACTIVE))
+_INSERT_COLUMNS = (
+    "user_id", "guild_id", "channel_id", "is_dm", "guild_installed", "interaction_id", "application_id",
+    "interaction_token", "token_expires_at", "model", "provider", "provider_model", "request_json", "price",
+    "uses_own_key", "parent_job_id",
+)
+
+
+async def _row(conn: aiosqlite.Connection, job_id: int) -> Job:
+    async with conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        raise JobNotFound(job_id)
+    return Job.from_row(row)
+
+
+class JobStore:
+    """All reads and writes of `jobs`."""
+
+    def __init__(self, db: Database, policy: CreditPolicy) -> None:
+        self.db = db
+        self.policy = policy
+
+    async def create(self, new_jobs: Sequence[NewJob], *, now: float | None = None) -> list[Job]:
+        """Reserve credits and store the jobs atomically; raise if the user can't afford or run them."""
+        if not new_jobs:
+            return []
+        now = time.time() if now is None else now
+        user_ids = {job.user_id for job in new_jobs}
+        if len(user_ids) != 1:
+            raise ValueError("jobs created together belong to one user")
+        user_id = user_ids.pop()
+        total = sum(job.price for job in new_jobs)
+        async with self.db.transaction() as conn:
+            balance = await ledger.ensure_user(conn, user_id, self.policy, now)
+            async with conn.execute(
+                f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN ({_ACTIVE_SQL})", (user_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            active = int(row[0]) if row else 0
+            if active + len(new_jobs) > self.policy.max_concurrent_jobs:
+                raise ConcurrencyLimit(active, self.policy.max_concurrent_jobs)
+            if total > balance:
+                raise InsufficientCredits(balance, total)
+            created: list[int] = []
+            placeholders = ", ".join("?" for _ in _INSERT_COLUMNS)
+            for job in new_jobs:
+                values = [getattr(job, column) for column in _INSERT_COLUMNS]
+                cursor = await conn.execute(
+                    f"INSERT INTO jobs ({', '.join(_INSERT_COLUMNS)}, state, next_run_at, created_at, updated_at)"
+                    f" VALUES ({placeholders}, 'accepted', ?, ?, ?)",
+                    (*values, now, now, now),
+                )
+                job_id = int(cursor.lastrowid or 0)
+                created.append(job_id)
+                if job.price:
+                    await ledger.append(conn, user_id=user_id, kind=LedgerKind.RESERVE, amount=-job.price,
+                                        key=f"reserve:{job_id}", job_id=job_id, now=now,
+                                        reason=f"{job.model} job {job_id}")
+            return [await _row(conn, job_id) for job_id in created]
+
+    async def get(self, job_id: int) -> Job | None:
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return Job.from_row(row) if row else None
+
+    async def for_user(self, user_id: int, *, limit: int = 10) -> list[Job]:
+        """The user's active jobs first, then the most recent others."""
+        rows = await self.db.fetchall(
+            f"SELECT * FROM jobs WHERE user_id = ? ORDER BY (state IN ({_ACTIVE_SQL})) DESC, id DESC LIMIT ?",
+            (user_id, limit),
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def active_count(self, user_id: int) -> int:
+        row = await self.db.fetchone(
+            f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN ({_ACTIVE_SQL})", (user_id,)
+        )
+        return int(row[0]) if row else 0
+
+    async def by_provider_job(self, provider: str, provider_job_id: str) -> Job | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM jobs WHERE provider = ? AND provider_job_id = ?", (provider, provider_job_id)
+        )
+        return Job.from_row(row) if row else None
+
+    async def next_due_at(self) -> float | None:
+        """When the soonest job becomes claimable (its run time, or its stale lease's expiry)."""
+        free = await self.db.fetchone(
+            "SELECT MIN(next_run_at) FROM jobs WHERE next_run_at IS NOT NULL AND lease_owner IS NULL"
+        )
+        leased = await self.db.fetchone(
+            "SELECT MIN(MAX(next_run_at, lease_expires_at)) FROM jobs"
+            " WHERE next_run_at IS NOT NULL AND lease_owner IS NOT NULL"
+        )
+        times = [row[0] for row in (free, leased) if row is not None and row[0] is not None]
+        return min(times) if times else None
+
+    async def claim_due(
+        self, owner: str, *, lease_seconds: float, limit: int = 10, now: float | None = None
+    ) -> list[Job]:
+        """Lease up to `limit` due jobs to `owner`; expired leases of dead workers are taken over."""
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn, conn.execute(
+            "UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
+            " SELECT id FROM jobs WHERE next_run_at IS NOT NULL AND next_run_at <= ?"
+            " AND (lease_owner IS NULL OR lease_expires_at <= ?) ORDER BY next_run_at LIMIT ?)"
+            f" RETURNING {', '.join(JOB_COLUMNS)}",
+            (owner, now + lease_seconds, now, now, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return sorted((Job.from_row(row) for row in rows), key=lambda job: job.next_run_at or 0)
+
+    async def update(
+        self,
+        job_id: int,
+        *,
+        owner: str | None = None,
+        state: JobState | None = None,
+        release: bool = False,
+        now: float | None = None,
+        **changes: Any,
+    ) -> Job:
+        """Change a job, moving it through the state machine and settling credits on the way.
+
+        With `owner`, the change only applies while that worker still holds the lease. Moving to
+        DOWNLOADED captures the reserved credits; FAILED or CANCELED refunds them (exactly once).
+        """
+        unknown = set(changes) - MUTABLE_JOB_COLUMNS
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)}")
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            job = await _row(conn, job_id)
+            if owner is not None and job.lease_owner != owner:
+                raise LeaseLost(job_id)
+            values = dict(changes)
+            if state is not None and state != job.state:
+                if state not in TRANSITIONS[job.state]:
+                    raise IllegalTransition(job_id, job.state, state)
+                values["state"] = state.value
+                if state.terminal:
+                    values["next_run_at"] = None
+                    values["finished_at"] = now
+                    release = True
+                if job.price:
+                    if state is JobState.DOWNLOADED:
+                        await ledger.append(conn, user_id=job.user_id, kind=LedgerKind.CAPTURE, amount=0,
+                                            key=f"settle:{job_id}", job_id=job_id, now=now,
+                                            reason=f"job {job_id} rendered")
+                    elif state in REFUNDING:
+                        await ledger.append(conn, user_id=job.user_id, kind=LedgerKind.REFUND, amount=job.price,
+                                            key=f"settle:{job_id}", job_id=job_id, now=now,
+                                            reason=f"job {job_id} {state.value}")
+            elif state is not None and state.terminal:
+                raise IllegalTransition(job_id, job.state, state)
+            if release:
+                values["lease_owner"] = None
+                values["lease_expires_at"] = None
+            values["updated_at"] = now
+            assignments = ", ".join(f"{column} = ?" for column in values)
+            await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
+            return await _row(conn, job_id)
+
+    async def release_all(self, owner: str) -> int:
+        """Give back every lease of a worker that is shutting down cleanly."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?", (owner,)
+            )
+            return cursor.rowcount
+
+    async def count_by_state(self) -> dict[JobState, int]:
+        rows = await self.db.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        return {JobState(row[0]): int(row[1]) for row in rows}

@@ -1,0 +1,132 @@
+"""The append-only credit ledger; a user's balance is the sum of their entries.
+
+`users.balance` caches that sum and is only ever changed in the same transaction as the entry
+that moves it. Every entry has an idempotency key (UNIQUE), so a retried grant, capture or refund
+applies once: the job's capture and refund share one `settle:` key, which makes "reserve matched by
+exactly one capture or refund" a database constraint rather than a hope.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import aiosqlite
+
+from storage.database import Database
+from storage.models import CreditPolicy, LedgerEntry, LedgerKind
+
+
+def utc_day(now: float) -> str:
+    """The UTC calendar day of a timestamp; daily grants are keyed by it."""
+    return datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d")
+
+
+async def append(
+    conn: aiosqlite.Connection,
+    *,
+    user_id: int,
+    kind: LedgerKind,
+    amount: int,
+    key: str,
+    now: float,
+    job_id: int | None = None,
+    actor_id: int | None = None,
+    reason: str | None = None,
+) -> bool:
+    """Add one entry inside the caller's transaction; False when the key was already used."""
+    cursor = await conn.execute(
+        "INSERT INTO ledger (user_id, kind, amount, job_id, idempotency_key, actor_id, reason, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+        (user_id, kind.value, amount, job_id, key, actor_id, reason, now),
+    )
+    if cursor.rowcount == 0:
+        return False
+    if amount:
+        await conn.execute("UPDATE users SET balance = balance + ? WHERE id = ?", (amount, user_id))
+    return True
+
+
+async def ensure_user(conn: aiosqlite.Connection, user_id: int, policy: CreditPolicy, now: float) -> int:
+    """Create the user with the start balance and apply today's grant, once; return the balance."""
+    await conn.execute("INSERT INTO users (id, balance, created_at) VALUES (?, 0, ?) ON CONFLICT DO NOTHING",
+                       (user_id, now))
+    if policy.start_balance:
+        await append(conn, user_id=user_id, kind=LedgerKind.GRANT, amount=policy.start_balance,
+                     key=f"start:{user_id}", now=now, reason="welcome credits")
+    if policy.daily_grant:
+        day = utc_day(now)
+        await append(conn, user_id=user_id, kind=LedgerKind.DAILY, amount=policy.daily_grant,
+                     key=f"daily:{user_id}:{day}", now=now, reason=f"daily grant {day}")
+    async with conn.execute("SELECT balance FROM users WHERE id = ?", (user_id,)) as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row["balance"])
+
+
+class Ledger:
+    """Credit queries and admin actions."""
+
+    def __init__(self, db: Database, policy: CreditPolicy) -> None:
+        self.db = db
+        self.policy = policy
+
+    async def balance(self, user_id: int, *, now: float | None = None) -> int:
+        """The spendable balance, after applying any grant that is due."""
+        async with self.db.transaction() as conn:
+            return await ensure_user(conn, user_id, self.policy, time.time() if now is None else now)
+
+    async def adjust(
+        self, user_id: int, amount: int, *, actor_id: int, key: str, reason: str | None = None,
+        now: float | None = None,
+    ) -> tuple[bool, int]:
+        """Admin grant (positive) or correction (negative, never below zero); (applied, balance)."""
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            balance = await ensure_user(conn, user_id, self.policy, now)
+            if balance + amount < 0:
+                amount = -balance
+            applied = await append(conn, user_id=user_id, kind=LedgerKind.ADJUST, amount=amount, key=key,
+                                   now=now, actor_id=actor_id, reason=reason)
+            balance = await ensure_user(conn, user_id, self.policy, now)
+        return applied, balance
+
+    async def history(self, user_id: int, *, limit: int = 10) -> list[LedgerEntry]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM ledger WHERE user_id = ? ORDER BY id DESC LIMIT ?", (user_id, limit)
+        )
+        return [LedgerEntry.from_row(row) for row in rows]
+
+    async def entries_for_job(self, job_id: int) -> list[LedgerEntry]:
+        rows = await self.db.fetchall("SELECT * FROM ledger WHERE job_id = ? ORDER BY id", (job_id,))
+        return [LedgerEntry.from_row(row) for row in rows]
+
+    async def granted_today(self, user_id: int, *, now: float | None = None) -> int:
+        day = utc_day(time.time() if now is None else now)
+        row = await self.db.fetchone(
+            "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE idempotency_key = ?", (f"daily:{user_id}:{day}",)
+        )
+        return int(row[0]) if row else 0
+
+    async def audit(self) -> dict[str, int]:
+        """Check the invariants; used by tests and the ops check. Returns counts of violations."""
+        mismatched = await self.db.fetchone(
+            "SELECT COUNT(*) FROM users u WHERE u.balance != "
+            "(SELECT COALESCE(SUM(amount), 0) FROM ledger l WHERE l.user_id = u.id)"
+        )
+        negative = await self.db.fetchone("SELECT COUNT(*) FROM users WHERE balance < 0")
+        unmatched = await self.db.fetchone(
+            "SELECT COUNT(*) FROM jobs j WHERE j.price > 0 AND j.state IN ('failed', 'canceled', 'downloaded',"
+            " 'delivered', 'undelivered') AND (SELECT COUNT(*) FROM ledger l WHERE l.job_id = j.id"
+            " AND l.kind IN ('capture', 'refund')) != 1"
+        )
+        double = await self.db.fetchone(
+            "SELECT COUNT(*) FROM (SELECT job_id FROM ledger WHERE kind IN ('reserve', 'capture', 'refund')"
+            " AND job_id IS NOT NULL GROUP BY job_id, kind HAVING COUNT(*) > 1)"
+        )
+        return {
+            "balance_mismatch": int(mismatched[0]) if mismatched else 0,
+            "negative_balance": int(negative[0]) if negative else 0,
+            "unsettled_finished_jobs": int(unmatched[0]) if unmatched else 0,
+            "duplicate_entries": int(double[0]) if double else 0,
+        }

@@ -1,0 +1,96 @@
+"""The storage facade the bot holds: one object, opened once in `setup_hook`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from storage.database import Database
+from storage.jobs import JobStore
+from storage.ledger import Ledger
+from storage.models import CreditPolicy
+
+PRICE_KEYS = ("kling_per_second", "sora_per_second", "sora_high_per_second")
+
+
+class PriceStore:
+    """Admin overrides of the configured price table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def overrides(self) -> dict[str, int]:
+        rows = await self.db.fetchall("SELECT key, credits FROM prices")
+        return {row["key"]: int(row["credits"]) for row in rows}
+
+    async def set(self, key: str, credits: int, *, actor_id: int, now: float | None = None) -> None:
+        if key not in PRICE_KEYS:
+            raise ValueError(f"unknown price {key!r}; one of {', '.join(PRICE_KEYS)}")
+        if credits < 0:
+            raise ValueError("a price cannot be negative")
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO prices (key, credits, updated_by, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET credits = excluded.credits, updated_by = excluded.updated_by,"
+                " updated_at = excluded.updated_at",
+                (key, credits, actor_id, now),
+            )
+            await conn.execute(
+                "INSERT INTO audit_log (actor_id, action, detail, created_at) VALUES (?, 'set_price', ?, ?)",
+                (actor_id, json.dumps({"key": key, "credits": credits}), now),
+            )
+
+
+class KeyStore:
+    """Users' own provider keys, as ciphertext only (the caller encrypts)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def put(self, user_id: int, provider: str, ciphertext: bytes, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            await conn.execute("INSERT INTO users (id, balance, created_at) VALUES (?, 0, ?) ON CONFLICT DO NOTHING",
+                               (user_id, now))
+            await conn.execute(
+                "INSERT INTO user_keys (user_id, provider, ciphertext, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (user_id, provider) DO UPDATE SET ciphertext = excluded.ciphertext,"
+                " created_at = excluded.created_at",
+                (user_id, provider, ciphertext, now),
+            )
+
+    async def get(self, user_id: int, provider: str) -> tuple[bytes, float] | None:
+        row = await self.db.fetchone(
+            "SELECT ciphertext, created_at FROM user_keys WHERE user_id = ? AND provider = ?", (user_id, provider)
+        )
+        return (bytes(row["ciphertext"]), float(row["created_at"])) if row else None
+
+    async def delete(self, user_id: int, provider: str) -> bool:
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM user_keys WHERE user_id = ? AND provider = ?", (user_id, provider)
+            )
+            return cursor.rowcount > 0
+
+
+class Store:
+    """Everything persistent: jobs, ledger, prices, keys."""
+
+    def __init__(self, path: Path | str, policy: CreditPolicy | None = None) -> None:
+        self.policy = policy or CreditPolicy()
+        self.db = Database(path)
+        self.jobs = JobStore(self.db, self.policy)
+        self.ledger = Ledger(self.db, self.policy)
+        self.prices = PriceStore(self.db)
+        self.keys = KeyStore(self.db)
+
+    @classmethod
+    async def open(cls, path: Path | str, policy: CreditPolicy | None = None) -> Store:
+        store = cls(path, policy)
+        await store.db.connect()
+        return store
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -1,0 +1,59 @@
+"""Settings: defaults, environment, and one clear line for a bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bot.config import Settings, describe_validation_error
+
+
+def test_defaults_need_no_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings()
+    assert settings.discord_token is None
+    assert settings.database_path == Path("data/bot.sqlite3")
+    assert (settings.kling_provider, settings.sora_provider) == ("simulated", "simulated")
+    assert settings.max_concurrent_jobs == 2
+
+
+def test_environment_and_dotenv_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("SORA_PROVIDER=openai\nDISCORD_TOKEN=\nSTART_BALANCE=7\n")
+    monkeypatch.setenv("KLING_PROVIDER", "kling")
+    settings = Settings()
+    assert settings.kling_provider == "kling" and settings.sora_provider == "openai"
+    assert settings.discord_token is None  # blank means unset
+    assert settings.start_balance == 7
+
+
+def test_secrets_are_not_shown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISCORD_TOKEN", "super-secret-token")
+    settings = Settings()
+    assert "super-secret-token" not in repr(settings) and "super-secret-token" not in str(settings.model_dump())
+    assert settings.discord_token is not None and settings.discord_token.get_secret_value() == "super-secret-token"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("KLING_PROVIDER", "openai"), ("SORA_PROVIDER", "kling"), ("SIMULATED_SPEED", "0"), ("MAX_CONCURRENT_JOBS", "x")],
+)
+def test_bad_setting_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    line = describe_validation_error(raised.value)
+    assert line.startswith(f"Invalid setting {variable}:") and "\n" not in line
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (Path(__file__).parents[2] / ".env.example").read_text()
+    documented = {line.split("=", 1)[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line}
+    missing = {name.upper() for name in Settings.model_fields} - documented
+    assert not missing, f".env.example lacks {sorted(missing)}"
