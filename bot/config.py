@@ -58,7 +58,13 @@ class Settings(BaseSettings):
     simulated_fps: int = Field(default=12, ge=1, le=60)
     simulated_fail: str | None = None
 
+    # Reference images (first frames)
+    reference_image_hosts: str = "cdn.discordapp.com,media.discordapp.net"
+    reference_image_allow_private: bool = False
+    reference_image_max_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+
     # Poller
+    worker_id: str | None = None
     poll_time_scale: float = Field(default=1.0, gt=0)
     max_parallel_jobs: int = Field(default=16, ge=1)
 

@@ -37,9 +37,24 @@ from storage.models import (
 
 _ACTIVE_SQL = ", ".join(f"'{state.value}'" for state in sorted(ACTIVE))
 _INSERT_COLUMNS = (
-    "user_id", "guild_id", "channel_id", "is_dm", "guild_installed", "interaction_id", "application_id",
-    "interaction_token", "token_expires_at", "model", "provider", "provider_model", "request_json", "price",
-    "uses_own_key", "parent_job_id",
+    "user_id",
+    "guild_id",
+    "channel_id",
+    "is_dm",
+    "guild_installed",
+    "interaction_id",
+    "application_id",
+    "interaction_token",
+    "token_expires_at",
+    "upload_limit",
+    "reference_url",
+    "model",
+    "provider",
+    "provider_model",
+    "request_json",
+    "price",
+    "uses_own_key",
+    "parent_job_id",
 )
 
 
@@ -91,9 +106,16 @@ class JobStore:
                 job_id = int(cursor.lastrowid or 0)
                 created.append(job_id)
                 if job.price:
-                    await ledger.append(conn, user_id=user_id, kind=LedgerKind.RESERVE, amount=-job.price,
-                                        key=f"reserve:{job_id}", job_id=job_id, now=now,
-                                        reason=f"{job.model} job {job_id}")
+                    await ledger.append(
+                        conn,
+                        user_id=user_id,
+                        kind=LedgerKind.RESERVE,
+                        amount=-job.price,
+                        key=f"reserve:{job_id}",
+                        job_id=job_id,
+                        now=now,
+                        reason=f"{job.model} job {job_id}",
+                    )
             return [await _row(conn, job_id) for job_id in created]
 
     async def get(self, job_id: int) -> Job | None:
@@ -137,13 +159,16 @@ class JobStore:
     ) -> list[Job]:
         """Lease up to `limit` due jobs to `owner`; expired leases of dead workers are taken over."""
         now = time.time() if now is None else now
-        async with self.db.transaction() as conn, conn.execute(
-            "UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
-            " SELECT id FROM jobs WHERE next_run_at IS NOT NULL AND next_run_at <= ?"
-            " AND (lease_owner IS NULL OR lease_expires_at <= ?) ORDER BY next_run_at LIMIT ?)"
-            f" RETURNING {', '.join(JOB_COLUMNS)}",
-            (owner, now + lease_seconds, now, now, limit),
-        ) as cursor:
+        async with (
+            self.db.transaction() as conn,
+            conn.execute(
+                "UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
+                " SELECT id FROM jobs WHERE next_run_at IS NOT NULL AND next_run_at <= ?"
+                " AND (lease_owner IS NULL OR lease_expires_at <= ?) ORDER BY next_run_at LIMIT ?)"
+                f" RETURNING {', '.join(JOB_COLUMNS)}",
+                (owner, now + lease_seconds, now, now, limit),
+            ) as cursor,
+        ):
             rows = await cursor.fetchall()
         return sorted((Job.from_row(row) for row in rows), key=lambda job: job.next_run_at or 0)
 
@@ -181,13 +206,27 @@ class JobStore:
                     release = True
                 if job.price:
                     if state is JobState.DOWNLOADED:
-                        await ledger.append(conn, user_id=job.user_id, kind=LedgerKind.CAPTURE, amount=0,
-                                            key=f"settle:{job_id}", job_id=job_id, now=now,
-                                            reason=f"job {job_id} rendered")
+                        await ledger.append(
+                            conn,
+                            user_id=job.user_id,
+                            kind=LedgerKind.CAPTURE,
+                            amount=0,
+                            key=f"settle:{job_id}",
+                            job_id=job_id,
+                            now=now,
+                            reason=f"job {job_id} rendered",
+                        )
                     elif state in REFUNDING:
-                        await ledger.append(conn, user_id=job.user_id, kind=LedgerKind.REFUND, amount=job.price,
-                                            key=f"settle:{job_id}", job_id=job_id, now=now,
-                                            reason=f"job {job_id} {state.value}")
+                        await ledger.append(
+                            conn,
+                            user_id=job.user_id,
+                            kind=LedgerKind.REFUND,
+                            amount=job.price,
+                            key=f"settle:{job_id}",
+                            job_id=job_id,
+                            now=now,
+                            reason=f"job {job_id} {state.value}",
+                        )
             elif state is not None and state.terminal:
                 raise IllegalTransition(job_id, job.state, state)
             if release:

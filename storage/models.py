@@ -96,6 +96,8 @@ class NewJob:
     application_id: int | None = None
     interaction_token: str | None = None
     token_expires_at: float | None = None
+    upload_limit: int | None = None
+    reference_url: str | None = None
     provider_model: str | None = None
     uses_own_key: bool = False
     parent_job_id: int | None = None
@@ -115,6 +117,8 @@ class Job:
     application_id: int | None
     interaction_token: str | None
     token_expires_at: float | None
+    upload_limit: int | None
+    reference_url: str | None
     response_message_id: int | None
     model: str
     provider: str
@@ -125,6 +129,7 @@ class Job:
     parent_job_id: int | None
     state: JobState
     provider_job_id: str | None
+    submitted_at: float | None
     progress: int | None
     attempts: int
     next_run_at: float | None
@@ -159,6 +164,7 @@ MUTABLE_JOB_COLUMNS = frozenset(
         "response_message_id",
         "provider_model",
         "provider_job_id",
+        "submitted_at",
         "progress",
         "attempts",
         "next_run_at",

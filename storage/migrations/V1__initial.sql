@@ -19,6 +19,8 @@ CREATE TABLE jobs (
     application_id        INTEGER,
     interaction_token     TEXT,                        -- encrypted; lives 15 minutes
     token_expires_at      REAL,
+    upload_limit          INTEGER,                     -- the interaction's attachment_size_limit
+    reference_url         TEXT,                        -- first-frame image to fetch before submitting
     response_message_id   INTEGER,
     model                 TEXT    NOT NULL,
     provider              TEXT    NOT NULL,
@@ -31,6 +33,7 @@ CREATE TABLE jobs (
         CHECK (state IN ('accepted', 'submitted', 'running', 'downloaded', 'delivered',
                          'undelivered', 'failed', 'canceled')),
     provider_job_id       TEXT,
+    submitted_at          REAL,
     progress              INTEGER,
     attempts              INTEGER NOT NULL DEFAULT 0,
     next_run_at           REAL,                        -- NULL when nothing is due (terminal)

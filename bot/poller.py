@@ -1,0 +1,391 @@
+"""The job poller: one background loop that moves every job through its life.
+
+Shape (RoboDanny's timer loop, adapted): read when the soonest job is due, sleep until then or
+until `wake()`, then *claim* due jobs with a lease (nothing is deleted, so a crash loses nothing)
+and advance each one step: submit, poll, download, deliver. Polling follows each model's typical
+wait (MODELS.md) instead of a fixed tick: one early look, then a few looks across the typical
+window, then a slow backoff. Provider hints (`Retry-After`, poll-after) are always honoured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from bot import images
+from bot.config import Settings
+from bot.crypto import SecretBox
+from bot.providers.base import ErrorKind, JobContext, ProviderError, ProviderState, StatusResult, VideoProvider
+from bot.providers.registry import ProviderRegistry
+from bot.requests import AnyRequest, request_from_json
+from storage import IllegalTransition, Job, JobNotFound, JobState, LeaseLost, Store
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP = 3600.0
+LEASE_SECONDS = 300.0
+MAX_RETRIES = 8  # consecutive retryable errors before a job is given up (and refunded)
+MAX_DELIVERY_ATTEMPTS = 6
+MAX_VIDEO_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Where a finished job was posted; `message_id` None means no route worked."""
+
+    message_id: int | None
+    channel_id: int | None = None
+    note: str | None = None
+
+
+class DeliveryRetry(Exception):
+    """Discord is unavailable for now; try delivering again later."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class Notifier(Protocol):
+    """The Discord side of a job (bot/delivery.py); the poller itself knows nothing of Discord."""
+
+    async def deliver(self, job: Job) -> Delivered: ...
+
+    async def progress(self, job: Job, status: StatusResult) -> bool: ...
+
+    async def ended(self, job: Job) -> None: ...
+
+
+def next_poll_delay(elapsed: float, low: float, high: float, scale: float) -> float:
+    """Seconds until the next status check of a task submitted `elapsed` seconds ago.
+
+    `low`/`high` is the provider's typical wait. One early look at half of `low` (catches
+    moderation failures, gives progress), one at `low`, then about five looks across the typical
+    window, then a backoff that grows with how overdue the task is.
+    """
+    low, high = low * scale, max(high, low) * scale
+    step = max((high - low) / 5, low / 20, 0.02)
+    if elapsed < low / 2:
+        return max(low / 2 - elapsed, 0.02)
+    if elapsed < low:
+        return max(low - elapsed, 0.02)
+    if elapsed < high:
+        return step
+    overdue = elapsed - high
+    return min(max(step, overdue / 4), max(high / 3, step))
+
+
+def retry_delay(attempts: int, scale: float, hint: float | None) -> float:
+    """Exponential backoff for retryable errors; a provider's hint wins when it asks for longer."""
+    backoff = min(2.0 * 2**attempts, 300.0) * scale
+    return max(backoff, hint or 0.0)
+
+
+def deadline_for(high: float, scale: float) -> float:
+    """How long a task may run before it is given up and refunded."""
+    return max(high * scale * 4, (high + 1800.0) * scale)
+
+
+class Poller:
+    """Advances due jobs; many run concurrently, bounded by `max_parallel_jobs`."""
+
+    def __init__(
+        self,
+        store: Store,
+        providers: ProviderRegistry,
+        settings: Settings,
+        *,
+        notifier: Notifier,
+        secrets: SecretBox,
+        clock: Callable[[], float] = time.time,
+        owner: str | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.store = store
+        self.providers = providers
+        self.settings = settings
+        self.notifier = notifier
+        self.secrets = secrets
+        self.clock = clock
+        self.owner = owner or settings.worker_id or socket.gethostname()
+        self.scale = settings.poll_time_scale
+        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(20.0), limits=httpx.Limits(max_connections=10))
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.max_parallel_jobs)
+        self._running: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self.iterations = 0
+
+    # -- loop ----------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something changed (a job was created or a webhook arrived): re-read the schedule now."""
+        self._wake.set()
+
+    def start(self) -> asyncio.Task[None]:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.create_task(self.run(), name="job-poller")
+        return self._loop_task
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self._running):
+            task.cancel()
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.store.jobs.release_all(self.owner)
+        await self._http.aclose()
+
+    async def run(self) -> None:
+        """Forever: claim what is due, otherwise sleep until the soonest job or a wake-up."""
+        # Leases held by this worker's previous life are ours to resume now, not after they expire.
+        await self.store.jobs.release_all(self.owner)
+        while True:
+            self._wake.clear()  # clear before reading: a wake-up during the read is not lost
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("poller iteration failed; continuing")
+                await asyncio.sleep(1.0)
+
+    async def _tick(self) -> None:
+        self.iterations += 1
+        free = self.settings.max_parallel_jobs - len(self._running)
+        if free > 0:
+            jobs = await self.store.jobs.claim_due(self.owner, lease_seconds=LEASE_SECONDS, limit=free,
+                                                   now=self.clock())
+            for job in jobs:
+                self._spawn(job)
+            if jobs:
+                return
+            due = await self.store.jobs.next_due_at()
+            wait = MAX_SLEEP if due is None else min(max(due - self.clock(), 0.0), MAX_SLEEP)
+        else:
+            wait = MAX_SLEEP  # a finishing task wakes us
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    def _spawn(self, job: Job) -> None:
+        task = asyncio.create_task(self._guarded(job), name=f"job-{job.id}")
+        self._running.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._running.discard(finished)
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    async def _guarded(self, job: Job) -> None:
+        async with self._slots:
+            try:
+                await self.advance(job)
+            except (LeaseLost, IllegalTransition, JobNotFound) as error:
+                log.info("job %s changed under us (%s); dropping this step", job.id, error)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job %s: unexpected error; will retry", job.id)
+                await self._retry_later(job, ProviderError(ErrorKind.TRANSIENT, "internal error"), code="internal")
+
+    # -- one step of one job --------------------------------------------------------------------
+
+    async def advance(self, job: Job) -> None:
+        """Move a claimed job one step along its life."""
+        request = request_from_json(job.model, job.request_json)
+        provider = self.providers.get(job.provider)
+        if job.state is JobState.ACCEPTED:
+            await self._submit(job, request, provider)
+        elif job.state in (JobState.SUBMITTED, JobState.RUNNING):
+            await self._poll(job, request, provider)
+        elif job.state in (JobState.DOWNLOADED, JobState.UNDELIVERED):
+            await self._deliver(job)
+        else:  # terminal: nothing due; clear a stray schedule
+            await self.store.jobs.update(job.id, owner=self.owner, next_run_at=None, release=True)
+
+    async def _context(self, job: Job, request: AnyRequest) -> JobContext:
+        api_key = None
+        if job.uses_own_key:
+            stored = await self.store.keys.get(job.user_id, "openai")
+            if stored is None:
+                raise ProviderError(ErrorKind.AUTH, "your OpenAI key was removed before the job started")
+            from pydantic import SecretStr
+
+            api_key = SecretStr(self.secrets.decrypt(stored[0]))
+        if job.reference_url:
+            path = await self._reference_image(job, request)
+            request = request.model_copy(update={"reference_image": str(path)})
+        return JobContext(job_id=job.id, request=request, api_key=api_key)
+
+    def reference_path(self, job_id: int) -> Path:
+        return self.settings.video_dir / "refs" / f"job{job_id}.png"
+
+    async def _reference_image(self, job: Job, request: AnyRequest) -> Path:
+        dest = self.reference_path(job.id)
+        if dest.exists():
+            return dest
+        url = job.reference_url or ""
+        refs_dir = (self.settings.video_dir / "refs").resolve()
+        if url.startswith("file://"):  # a rerun reuses the parent's fitted image
+            source = Path(urlsplit(url).path).resolve()
+            if not source.is_relative_to(refs_dir) or not source.exists():
+                raise images.ImageError("The reference image of the original job is no longer available.")
+            data = await asyncio.to_thread(source.read_bytes)
+        else:
+            hosts = {h.strip().lower() for h in self.settings.reference_image_hosts.split(",") if h.strip()}
+            await images.check_url(url, hosts, allow_private=self.settings.reference_image_allow_private)
+            data = await images.download(url, client=self._http, max_bytes=self.settings.reference_image_max_bytes)
+        return await asyncio.to_thread(images.fit_image, data, request.size, dest)
+
+    async def _submit(self, job: Job, request: AnyRequest, provider: VideoProvider) -> None:
+        try:
+            ctx = await self._context(job, request)
+            provider_job_id = await provider.submit(ctx)
+        except images.ImageError as error:
+            await self._fail(job, "invalid_image", error.message)
+            return
+        except ProviderError as error:
+            await self._provider_error(job, error)
+            return
+        low, high = provider.expected_seconds(request)
+        now = self.clock()
+        await self.store.jobs.update(
+            job.id, owner=self.owner, state=JobState.SUBMITTED, provider_job_id=provider_job_id,
+            provider_model=provider.model_id(request), submitted_at=now, attempts=0,
+            error_code=None, error_message=None,
+            next_run_at=now + next_poll_delay(0.0, low, high, self.scale), release=True, now=now,
+        )
+        log.info("job %s submitted to %s as %s", job.id, provider.name, provider_job_id)
+
+    async def _poll(self, job: Job, request: AnyRequest, provider: VideoProvider) -> None:
+        assert job.provider_job_id is not None
+        try:
+            ctx = await self._context(job, request.model_copy(update={"reference_image": None}))
+            ctx = JobContext(job_id=job.id, request=request, api_key=ctx.api_key)
+            status = await provider.status(job.provider_job_id, ctx)
+        except ProviderError as error:
+            await self._provider_error(job, error)
+            return
+        if status.state is ProviderState.SUCCEEDED:
+            await self._download(job, ctx, provider, status)
+        elif status.state is ProviderState.FAILED:
+            error = status.error or ProviderError(ErrorKind.TRANSIENT, "the provider reported a failure")
+            await self._fail(job, error.kind.value, error.message)
+        elif status.state is ProviderState.CANCELED:
+            job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.CANCELED,
+                                               error_code="canceled", error_message="canceled at the provider")
+            await self._notify_ended(job)
+        else:
+            await self._still_running(job, request, provider, status)
+
+    async def _still_running(self, job: Job, request: AnyRequest, provider: VideoProvider,
+                             status: StatusResult) -> None:
+        now = self.clock()
+        low, high = provider.expected_seconds(request)
+        elapsed = now - (job.submitted_at or job.created_at)
+        if elapsed > deadline_for(high, self.scale):
+            with contextlib.suppress(Exception):
+                await provider.cancel(job.provider_job_id or "", JobContext(job_id=job.id, request=request))
+            await self._fail(job, ErrorKind.TRANSIENT.value, "the provider took far longer than usual")
+            return
+        delay = max(next_poll_delay(elapsed, low, high, self.scale), status.poll_after or 0.0)
+        state = JobState.RUNNING if status.state is ProviderState.RUNNING else job.state
+        job = await self.store.jobs.update(
+            job.id, owner=self.owner, state=state, progress=status.progress, attempts=0,
+            next_run_at=now + delay, release=True, now=now,
+        )
+        try:
+            if await self.notifier.progress(job, status):
+                await self.store.jobs.update(job.id, last_progress_edit_at=self.clock())
+        except Exception:
+            log.warning("job %s: progress update failed", job.id, exc_info=True)
+
+    async def _download(self, job: Job, ctx: JobContext, provider: VideoProvider, status: StatusResult) -> None:
+        if not status.result_url:
+            await self._provider_error(job, ProviderError(ErrorKind.TRANSIENT, "the provider gave no video"))
+            return
+        dest = self.settings.video_dir / f"job{job.id}.mp4"
+        try:
+            await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+            size = await provider.fetch(status.result_url, dest, ctx, max_bytes=MAX_VIDEO_BYTES)
+        except ProviderError as error:
+            await self._provider_error(job, error)
+            return
+        except OSError as error:
+            log.error("job %s: cannot write the video to %s: %s", job.id, dest.parent, error.strerror)
+            await self._fail(job, "storage", "the bot could not save the video (disk problem)")
+            return
+        remote = status.result_url if urlsplit(status.result_url).scheme in {"http", "https"} else None
+        job = await self.store.jobs.update(
+            job.id, owner=self.owner, state=JobState.DOWNLOADED, result_path=str(dest), result_url=remote,
+            result_bytes=size, progress=100, attempts=0, next_run_at=self.clock(),
+        )
+        await self._deliver(job)
+
+    async def _deliver(self, job: Job) -> None:
+        try:
+            outcome = await self.notifier.deliver(job)
+        except DeliveryRetry as retry:
+            if job.attempts + 1 >= MAX_DELIVERY_ATTEMPTS:
+                await self.store.jobs.update(job.id, owner=self.owner, state=JobState.UNDELIVERED,
+                                             error_code="undelivered", error_message=str(retry), next_run_at=None,
+                                             release=True)
+                return
+            delay = retry_delay(job.attempts, self.scale, retry.retry_after)
+            await self.store.jobs.update(job.id, owner=self.owner, attempts=job.attempts + 1,
+                                         error_message=str(retry), next_run_at=self.clock() + delay, release=True)
+            return
+        if outcome.message_id is None:
+            await self.store.jobs.update(job.id, owner=self.owner, state=JobState.UNDELIVERED,
+                                         error_code="undelivered", error_message=outcome.note, next_run_at=None,
+                                         release=True)
+            return
+        await self.store.jobs.update(job.id, owner=self.owner, state=JobState.DELIVERED,
+                                     delivered_message_id=outcome.message_id,
+                                     delivered_channel_id=outcome.channel_id)
+
+    # -- errors --------------------------------------------------------------------------------
+
+    async def _provider_error(self, job: Job, error: ProviderError) -> None:
+        if error.retryable and job.attempts < MAX_RETRIES:
+            log.info("job %s: %s; retrying", job.id, error.kind.value)
+            await self._retry_later(job, error, code=error.kind.value)
+            return
+        await self._fail(job, error.kind.value, error.message)
+
+    async def _retry_later(self, job: Job, error: ProviderError, *, code: str) -> None:
+        if job.attempts >= MAX_RETRIES:
+            await self._fail(job, code, error.message)
+            return
+        delay = retry_delay(job.attempts, self.scale, error.retry_after)
+        await self.store.jobs.update(job.id, owner=self.owner, attempts=job.attempts + 1, error_code=code,
+                                     error_message=error.message, next_run_at=self.clock() + delay, release=True)
+
+    async def _fail(self, job: Job, code: str, message: str) -> None:
+        """Fail and refund (exactly once: the ledger's settle key), then tell the user."""
+        log.info("job %s failed: %s", job.id, code)
+        job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.FAILED, error_code=code,
+                                           error_message=message)
+        await self._notify_ended(job)
+
+    async def _notify_ended(self, job: Job) -> None:
+        try:
+            await self.notifier.ended(job)
+        except Exception:
+            log.warning("job %s: could not tell the user how it ended", job.id, exc_info=True)
