@@ -46,6 +46,7 @@ class Delivered:
     message_id: int | None
     channel_id: int | None = None
     note: str | None = None
+    waiting: bool = False  # a /compare half waits for its partner, which delivers both
 
 
 class DeliveryRetry(Exception):
@@ -350,6 +351,9 @@ class Poller:
             delay = retry_delay(job.attempts, self.scale, retry.retry_after)
             await self.store.jobs.update(job.id, owner=self.owner, attempts=job.attempts + 1,
                                          error_message=str(retry), next_run_at=self.clock() + delay, release=True)
+            return
+        if outcome.waiting:
+            await self.store.jobs.update(job.id, owner=self.owner, next_run_at=None, release=True)
             return
         if outcome.message_id is None:
             await self.store.jobs.update(job.id, owner=self.owner, state=JobState.UNDELIVERED,

@@ -1,6 +1,7 @@
 """Persistence: all SQL of the bot lives in this package."""
 
 from storage.models import (
+    Compare,
     ConcurrencyLimit,
     CreditPolicy,
     IllegalTransition,
@@ -17,6 +18,7 @@ from storage.models import (
 from storage.store import Store
 
 __all__ = [
+    "Compare",
     "ConcurrencyLimit",
     "CreditPolicy",
     "IllegalTransition",

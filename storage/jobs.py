@@ -23,6 +23,7 @@ from storage.models import (
     MUTABLE_JOB_COLUMNS,
     REFUNDING,
     TRANSITIONS,
+    Compare,
     ConcurrencyLimit,
     CreditPolicy,
     IllegalTransition,
@@ -73,8 +74,13 @@ class JobStore:
         self.db = db
         self.policy = policy
 
-    async def create(self, new_jobs: Sequence[NewJob], *, now: float | None = None) -> list[Job]:
-        """Reserve credits and store the jobs atomically; raise if the user can't afford or run them."""
+    async def create(
+        self, new_jobs: Sequence[NewJob], *, now: float | None = None, compare: tuple[bool, str] | None = None
+    ) -> list[Job]:
+        """Reserve credits and store the jobs atomically; raise if the user can't afford or run them.
+
+        With `compare=(blind, slot_a)` the jobs are also tied together as one /compare pair.
+        """
         if not new_jobs:
             return []
         now = time.time() if now is None else now
@@ -94,14 +100,22 @@ class JobStore:
                 raise ConcurrencyLimit(active, self.policy.max_concurrent_jobs)
             if total > balance:
                 raise InsufficientCredits(balance, total)
+            compare_id = None
+            if compare is not None:
+                cursor = await conn.execute(
+                    "INSERT INTO compares (user_id, guild_id, blind, slot_a, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (user_id, new_jobs[0].guild_id, int(compare[0]), compare[1], now),
+                )
+                compare_id = cursor.lastrowid
             created: list[int] = []
             placeholders = ", ".join("?" for _ in _INSERT_COLUMNS)
             for job in new_jobs:
                 values = [getattr(job, column) for column in _INSERT_COLUMNS]
                 cursor = await conn.execute(
-                    f"INSERT INTO jobs ({', '.join(_INSERT_COLUMNS)}, state, next_run_at, created_at, updated_at)"
-                    f" VALUES ({placeholders}, 'accepted', ?, ?, ?)",
-                    (*values, now, now, now),
+                    f"INSERT INTO jobs ({', '.join(_INSERT_COLUMNS)}, compare_id, state, next_run_at, created_at,"
+                    " updated_at)"
+                    f" VALUES ({placeholders}, ?, 'accepted', ?, ?, ?)",
+                    (*values, compare_id, now, now, now),
                 )
                 job_id = int(cursor.lastrowid or 0)
                 created.append(job_id)
@@ -236,6 +250,53 @@ class JobStore:
             assignments = ", ".join(f"{column} = ?" for column in values)
             await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
             return await _row(conn, job_id)
+
+    async def partner(self, job: Job) -> Job | None:
+        """The other job of a /compare pair."""
+        if job.compare_id is None:
+            return None
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE compare_id = ? AND id != ?", (job.compare_id, job.id))
+        return Job.from_row(row) if row else None
+
+    async def get_compare(self, compare_id: int) -> Compare | None:
+        row = await self.db.fetchone("SELECT * FROM compares WHERE id = ?", (compare_id,))
+        if row is None:
+            return None
+        return Compare(id=row["id"], user_id=row["user_id"], guild_id=row["guild_id"], blind=bool(row["blind"]),
+                       slot_a=row["slot_a"], message_id=row["message_id"], created_at=row["created_at"])
+
+    async def compare_jobs(self, compare_id: int) -> list[Job]:
+        rows = await self.db.fetchall("SELECT * FROM jobs WHERE compare_id = ? ORDER BY id", (compare_id,))
+        return [Job.from_row(row) for row in rows]
+
+    async def vote(self, compare_id: int, voter_id: int, winner: str, *, guild_id: int | None,
+                   now: float | None = None) -> bool:
+        """Record (or change) a vote; True when it is the voter's first on this pair."""
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                "SELECT 1 FROM votes WHERE compare_id = ? AND voter_id = ?", (compare_id, voter_id)
+            ) as cursor:
+                existed = await cursor.fetchone() is not None
+            await conn.execute(
+                "INSERT INTO votes (compare_id, voter_id, guild_id, winner, created_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (compare_id, voter_id) DO UPDATE SET winner = excluded.winner,"
+                " created_at = excluded.created_at",
+                (compare_id, voter_id, guild_id, winner, now),
+            )
+        return not existed
+
+    async def vote_stats(self, guild_id: int | None = None) -> dict[str, int]:
+        """Wins per model, overall or in one guild."""
+        if guild_id is None:
+            rows = await self.db.fetchall("SELECT winner, COUNT(*) FROM votes GROUP BY winner")
+        else:
+            rows = await self.db.fetchall(
+                "SELECT winner, COUNT(*) FROM votes WHERE guild_id = ? GROUP BY winner", (guild_id,)
+            )
+        stats = {"kling": 0, "sora": 0}
+        stats.update({row[0]: int(row[1]) for row in rows})
+        return stats
 
     async def release_all(self, owner: str) -> int:
         """Give back every lease of a worker that is shutting down cleanly."""

@@ -104,6 +104,23 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class Compare:
+    """A /compare pair: one Kling and one Sora job, shown as A and B."""
+
+    id: int
+    user_id: int
+    guild_id: int | None
+    blind: bool
+    slot_a: str
+    message_id: int | None
+    created_at: float
+
+    def model_in(self, slot: str) -> str:
+        other = "sora" if self.slot_a == "kling" else "kling"
+        return self.slot_a if slot == "a" else other
+
+
+@dataclass(frozen=True)
 class Job:
     """One row of `jobs`."""
 
@@ -147,6 +164,7 @@ class Job:
     created_at: float
     updated_at: float
     finished_at: float | None
+    compare_id: int | None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:

@@ -1,0 +1,91 @@
+"""The discord.py client: wires storage, providers, poller and delivery together in `setup_hook`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import Settings
+from bot.crypto import SecretBox
+from bot.delivery import Delivery
+from bot.poller import Poller
+from bot.providers.registry import ProviderRegistry
+from bot.service import VideoService
+from bot.ui import JobButton, VoteButton
+from storage import CreditPolicy, Store
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.info", "cogs.video", "cogs.credits", "cogs.jobs", "cogs.keys")
+
+
+class VideoBot(commands.Bot):
+    """One bot process; everything it owns is opened in `setup_hook` and closed in `close`."""
+
+    store: Store
+    secrets: SecretBox
+    providers: ProviderRegistry
+    delivery: Delivery
+    poller: Poller
+    service: VideoService
+
+    def __init__(self, settings: Settings, *, providers: ProviderRegistry | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
+        )
+        self.settings = settings
+        self.clock = clock
+        self._providers = providers
+        self.ready_at: float | None = None
+
+    async def setup_hook(self) -> None:
+        settings = self.settings
+        policy = CreditPolicy(start_balance=settings.start_balance, daily_grant=settings.daily_grant,
+                              max_concurrent_jobs=settings.max_concurrent_jobs)
+        self.store = await Store.open(settings.database_path, policy)
+        self.secrets = SecretBox.from_settings(settings.secret_key, settings.database_path.parent / "secret.key")
+        self.providers = self._providers or ProviderRegistry(settings)
+        self.delivery = Delivery(self, self.store, settings, self.secrets, clock=self.clock)
+        self.poller = Poller(self.store, self.providers, settings, notifier=self.delivery, secrets=self.secrets,
+                             clock=self.clock)
+        self.service = VideoService(settings, self.store, self.providers, self.poller)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.add_dynamic_items(JobButton, VoteButton)
+        await self.sync_commands()
+        self.poller.start()
+
+    async def sync_commands(self) -> None:
+        """Register the slash commands: instantly in a dev guild, else globally."""
+        if self.settings.discord_dev_guild_id:
+            guild = discord.Object(self.settings.discord_dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+
+    async def on_ready(self) -> None:
+        self.ready_at = time.monotonic()
+        log.info("ready as %s in %d guilds", self.user, len(self.guilds))
+
+    async def close(self) -> None:
+        if hasattr(self, "poller"):
+            await self.poller.stop()
+        if hasattr(self, "providers"):
+            await self.providers.aclose()
+        if hasattr(self, "store"):
+            await self.store.close()
+        await super().close()

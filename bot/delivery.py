@@ -1,0 +1,298 @@
+"""Posting finished videos (and failures, and progress) back to Discord.
+
+Routes, in order: the channel itself when the bot may post there (guild install or the bot's own
+DM), a followup while the interaction token lives, then a DM. The MP4 is attached when it fits
+the upload limit of that route, otherwise linked. Channel and DM posts carry the nonce `job<id>`
+with `enforce_nonce`, so a retry after a crash returns the message already posted instead of a
+second one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import discord
+
+from bot import ui
+from bot.config import Settings
+from bot.crypto import SecretBox
+from bot.poller import Delivered, DeliveryRetry
+from bot.providers.base import StatusResult
+from bot.requests import request_from_json
+from storage import Job, JobState, StorageError, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+TOKEN_MARGIN = 60.0  # don't start a followup or edit in the token's last minute
+PROGRESS_EVERY = 10.0
+# Discord error codes that mean "this route will never work for this message".
+CLOSED_ROUTE_CODES = {10003, 10062, 50001, 50007, 50013, 50027, 50278, 10015}
+
+
+@dataclass
+class Attachment:
+    path: Path
+    name: str
+    size: int
+    link: str | None  # where to find it when it is over the upload limit
+
+
+@dataclass
+class Post:
+    content: str
+    embed: discord.Embed | None = None
+    files: list[Attachment] = field(default_factory=list)
+    view: discord.ui.View | None = None
+
+
+class Delivery:
+    """The poller's Notifier, backed by a discord.py client."""
+
+    def __init__(self, client: discord.Client, store: Store, settings: Settings, secrets: SecretBox,
+                 *, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings
+        self.secrets = secrets
+        self.clock = clock
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def token_alive(self, job: Job) -> bool:
+        return bool(job.interaction_token and job.token_expires_at
+                    and job.token_expires_at - self.clock() > TOKEN_MARGIN)
+
+    def _webhook(self, job: Job) -> discord.Webhook | None:
+        if not self.token_alive(job) or job.application_id is None or job.interaction_token is None:
+            return None
+        token = self.secrets.decrypt_text(job.interaction_token)
+        return discord.Webhook.partial(job.application_id, token, client=self.client)
+
+    def public_link(self, job: Job) -> str | None:
+        """A link that outlives the provider's expiring URL when PUBLIC_BASE_URL is set."""
+        if self.settings.public_base_url and job.result_path:
+            return f"{self.settings.public_base_url.rstrip('/')}/videos/{Path(job.result_path).name}"
+        return job.result_url
+
+    async def _channel(self, job: Job) -> discord.abc.Messageable | None:
+        if job.channel_id is None:
+            return None
+        channel = self.client.get_channel(job.channel_id)
+        if channel is None:
+            try:
+                channel = await self.client.fetch_channel(job.channel_id)
+            except (discord.NotFound, discord.Forbidden):
+                return None
+        return channel if isinstance(channel, discord.abc.Messageable) else None
+
+    @staticmethod
+    def _channel_limit(channel: discord.abc.Messageable) -> int:
+        guild = getattr(channel, "guild", None)
+        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+    @staticmethod
+    def _retryable(error: discord.HTTPException) -> bool:
+        return error.status == 429 or error.status >= 500
+
+    # -- the route walk --------------------------------------------------------------------------
+
+    async def _send(self, job: Job, post: Post, *, nonce: str | None) -> Delivered:
+        """Try each route in order; raise DeliveryRetry when Discord itself is struggling."""
+        routes: list[str] = []
+        if job.channel_id and (job.guild_installed or job.is_dm):
+            routes.append("channel")
+        if self.token_alive(job):
+            routes.append("followup")
+        routes.append("dm")
+        notes = []
+        for route in routes:
+            try:
+                result = await self._send_via(route, job, post, nonce=nonce)
+            except discord.HTTPException as error:
+                if self._retryable(error):
+                    raise DeliveryRetry(f"Discord answered {error.status} on {route}",
+                                        retry_after=getattr(error, "retry_after", None)) from None
+                log.info("job %s: %s route closed (%s %s)", job.id, route, error.status, error.code)
+                notes.append(f"{route}: {error.code or error.status}")
+                continue
+            if result is not None:
+                return result
+        return Delivered(None, note="no route to the user (" + ", ".join(notes) + ")")
+
+    async def _send_via(self, route: str, job: Job, post: Post, *, nonce: str | None) -> Delivered | None:
+        if route == "channel":
+            channel = await self._channel(job)
+            if channel is None:
+                return None
+            return await self._send_messageable(channel, job, post, self._channel_limit(channel), nonce)
+        if route == "followup":
+            webhook = self._webhook(job)
+            if webhook is None:
+                return None
+            limit = job.upload_limit or DEFAULT_UPLOAD_LIMIT
+            kwargs = self._kwargs(job, post, limit)
+            try:
+                message = await webhook.send(wait=True, **kwargs)
+            except discord.HTTPException as error:
+                if error.status != 413 or not post.files:
+                    raise
+                message = await webhook.send(wait=True, **self._kwargs(job, post, 0))
+            return Delivered(message.id, message.channel.id if message.channel else job.channel_id)
+        user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
+        dm = await user.create_dm()
+        return await self._send_messageable(dm, job, post, DEFAULT_UPLOAD_LIMIT, nonce)
+
+    async def _send_messageable(self, channel: discord.abc.Messageable, job: Job, post: Post, limit: int,
+                                nonce: str | None) -> Delivered:
+        try:
+            message = await channel.send(nonce=nonce, **self._kwargs(job, post, limit))
+        except discord.HTTPException as error:
+            if error.status != 413 or not post.files:
+                raise
+            message = await channel.send(nonce=nonce, **self._kwargs(job, post, 0))
+        return Delivered(message.id, message.channel.id)
+
+    def _kwargs(self, job: Job, post: Post, limit: int) -> dict[str, Any]:
+        """Message arguments; each file is attached when it fits `limit`, otherwise linked."""
+        kwargs: dict[str, Any] = {"allowed_mentions": ui.only_user(job.user_id)}
+        if post.embed is not None:
+            kwargs["embed"] = post.embed
+        if post.view is not None:
+            kwargs["view"] = post.view
+        lines = [post.content]
+        files = []
+        for item in post.files:
+            if item.size <= limit:
+                files.append(discord.File(item.path, filename=item.name))
+            elif item.link:
+                lines.append(f"`{item.name}` is {item.size / 1048576:.1f} MiB, over the upload limit: {item.link}")
+            else:
+                lines.append(f"`{item.name}` is {item.size / 1048576:.1f} MiB, over this channel's upload limit: "
+                             f"use `/job show {job.id}` to get it.")
+        kwargs["content"] = "\n".join(lines)
+        if files:
+            kwargs["files"] = files
+        return kwargs
+
+    # -- Notifier ------------------------------------------------------------------------------
+
+    def _attachment(self, job: Job, name: str) -> Attachment | None:
+        if not job.result_path or not Path(job.result_path).exists():
+            return None
+        size = job.result_bytes or Path(job.result_path).stat().st_size
+        return Attachment(Path(job.result_path), name, size, self.public_link(job))
+
+    async def deliver(self, job: Job) -> Delivered:
+        if job.compare_id is not None:
+            return await self._deliver_compare(job)
+        request = request_from_json(job.model, job.request_json)
+        attachment = self._attachment(job, f"{job.model}-job{job.id}.mp4")
+        if attachment is None and not self.public_link(job):
+            return Delivered(None, note="the video file is gone")
+        content = f"<@{job.user_id}> your {request.label} video is ready (job #{job.id})."
+        if attachment is None:
+            content += f" {self.public_link(job)}"
+        embed = ui.job_embed(job, request)
+        embed.set_footer(text="↻ rerun · 🎲 variation" + (" · 🎬 final render with Sora" if job.model == "kling"
+                                                         else ""))
+        post = Post(content=content, embed=embed, files=[attachment] if attachment else [],
+                    view=ui.result_view(job))
+        outcome = await self._send(job, post, nonce=f"job{job.id}")
+        if outcome.message_id is not None:
+            await self._edit_original(job, request, force=True)
+        return outcome
+
+    async def _deliver_compare(self, job: Job) -> Delivered:
+        """One message with both videos (A and B), posted when the second one is ready."""
+        assert job.compare_id is not None
+        compare = await self.store.jobs.get_compare(job.compare_id)
+        partner = await self.store.jobs.partner(job)
+        if compare is None:
+            return Delivered(None, note="comparison record missing")
+        if partner is not None and partner.state.active:
+            return Delivered(None, waiting=True)
+        pair = {j.model: j for j in (job, partner) if j is not None}
+        ready = {model: j for model, j in pair.items() if j.state in (JobState.DOWNLOADED, JobState.UNDELIVERED)
+                 or j.id == job.id}
+        files: list[Attachment] = []
+        lines = []
+        embed = discord.Embed(title=f"Kling vs Sora · compare #{compare.id}", colour=ui.SORA_COLOUR)
+        first = request_from_json(job.model, job.request_json)
+        embed.description = ui.quote(first.prompt)
+        for slot in ("a", "b"):
+            model = compare.model_in(slot)
+            member = pair.get(model)
+            request = request_from_json(member.model, member.request_json) if member else None
+            name = slot.upper() if compare.blind else (request.label if request else model)
+            if member is not None and model in ready:
+                attachment = self._attachment(member, f"{slot.upper()}.mp4" if compare.blind
+                                              else f"{slot.upper()}-{model}.mp4")
+                if attachment is not None:
+                    files.append(attachment)
+                value = "hidden until you vote" if compare.blind else ui.options_line(request)  # type: ignore[arg-type]
+            else:
+                value = "failed (refunded)" if member is None else f"{member.state.value}: " + ui.failure_words(member)
+            embed.add_field(name=f"{slot.upper()} · {name}", value=value, inline=True)
+        lines.append(f"<@{job.user_id}> your comparison is ready: which is better?")
+        view = discord.ui.View(timeout=None)
+        if len(files) == 2:
+            view.add_item(ui.VoteButton(compare.id, "a", "A is better"))
+            view.add_item(ui.VoteButton(compare.id, "b", "B is better"))
+        post = Post(content="\n".join(lines), embed=embed, files=files, view=view)
+        outcome = await self._send(job, post, nonce=f"cmp{compare.id}")
+        if outcome.message_id is not None and partner is not None and partner.state is JobState.DOWNLOADED:
+            try:
+                await self.store.jobs.update(partner.id, state=JobState.DELIVERED,
+                                             delivered_message_id=outcome.message_id,
+                                             delivered_channel_id=outcome.channel_id)
+            except StorageError:
+                log.info("compare %s: partner job %s already settled", compare.id, partner.id)
+        return outcome
+
+    async def ended(self, job: Job) -> None:
+        """Tell the user a job failed or was canceled, and that the credits came back."""
+        request = request_from_json(job.model, job.request_json)
+        refund = "" if job.uses_own_key or not job.price else f" Your {job.price} credits were refunded."
+        if job.state is JobState.CANCELED:
+            content = f"<@{job.user_id}> job #{job.id} ({request.label}) was canceled.{refund}"
+        else:
+            content = f"<@{job.user_id}> job #{job.id} ({request.label}) failed: {ui.failure_words(job)}{refund}"
+        await self._edit_original(job, request, force=True)
+        try:
+            await self._send(job, Post(content=content), nonce=f"end{job.id}")
+        except DeliveryRetry:
+            log.warning("job %s: could not post the failure notice", job.id)
+        partner = await self.store.jobs.partner(job)
+        if partner is not None and partner.state is JobState.DOWNLOADED and partner.next_run_at is None:
+            await self.store.jobs.update(partner.id, next_run_at=self.clock())  # deliver the survivor alone
+
+    async def progress(self, job: Job, status: StatusResult) -> bool:
+        """Edit the original response, at most every 10 s and never near the token's end."""
+        now = self.clock()
+        if job.last_progress_edit_at is not None and now - job.last_progress_edit_at < PROGRESS_EVERY:
+            return False
+        request = request_from_json(job.model, job.request_json)
+        return await self._edit_original(job, request)
+
+    async def _edit_original(self, job: Job, request: Any, *, force: bool = False) -> bool:
+        webhook = self._webhook(job)
+        if webhook is None:
+            return False
+        embed = ui.job_embed(job, request)
+        if job.state in (JobState.FAILED, JobState.CANCELED):
+            embed.colour = ui.ERROR_COLOUR
+            embed.add_field(name="Why", value=ui.failure_words(job), inline=False)
+        message_id: Any = job.response_message_id or "@original"
+        try:
+            await webhook.edit_message(message_id, embed=embed,
+                                       view=ui.running_view(job) if job.state.active else None)
+        except discord.HTTPException as error:
+            log.info("job %s: progress edit refused (%s)", job.id, error.status)
+            return False
+        return True

@@ -1,0 +1,127 @@
+"""The domain behind the commands: turn a validated request into a paid, stored, scheduled job.
+
+Cogs call this with plain data (no discord objects), so the same path serves slash commands,
+buttons (rerun, variation, render with Sora) and tests.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.poller import Poller
+from bot.pricing import current_prices
+from bot.providers.base import JobContext
+from bot.providers.registry import ProviderRegistry
+from bot.requests import AnyRequest, ModelName, SoraRequest, request_from_json
+from storage import Job, JobState, NewJob, Store
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """Where a command came from, as far as delivery needs to know later."""
+
+    user_id: int
+    channel_id: int | None
+    guild_id: int | None = None
+    is_dm: bool = False
+    guild_installed: bool = True
+    interaction_id: int | None = None
+    application_id: int | None = None
+    token: str | None = None
+    expires_at: float | None = None
+    upload_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    jobs: list[Job]
+    balance: int
+    eta_seconds: float
+
+
+class NoOwnKey(Exception):
+    """`use_own_key` was asked for but the user has stored no key."""
+
+
+class VideoService:
+    def __init__(self, settings: Settings, store: Store, providers: ProviderRegistry, poller: Poller) -> None:
+        self.settings = settings
+        self.store = store
+        self.providers = providers
+        self.poller = poller
+
+    def eta(self, request: AnyRequest) -> float:
+        low, high = self.providers.for_model(request.model).expected_seconds(request)
+        return (low + high) / 2
+
+    async def create(
+        self,
+        requests: list[AnyRequest],
+        origin: Invocation,
+        *,
+        reference_url: str | None = None,
+        parent_job_id: int | None = None,
+        compare: tuple[bool, str] | None = None,
+    ) -> Created:
+        """Reserve credits and store one job per request (one transaction), then wake the poller.
+
+        Raises storage's InsufficientCredits / ConcurrencyLimit, or NoOwnKey; nothing is charged then.
+        """
+        table = await current_prices(self.settings, self.store)
+        new_jobs = []
+        for request in requests:
+            own_key = isinstance(request, SoraRequest) and request.use_own_key
+            if own_key and await self.store.keys.get(origin.user_id, "openai") is None:
+                raise NoOwnKey
+            token = self.poller.secrets.encrypt_text(origin.token) if origin.token else None
+            new_jobs.append(
+                NewJob(
+                    user_id=origin.user_id,
+                    model=request.model.value,
+                    provider=self.providers.name_for(request.model),
+                    request_json=request.model_dump_json(),
+                    price=request.price(table),
+                    guild_id=origin.guild_id,
+                    channel_id=origin.channel_id,
+                    is_dm=origin.is_dm,
+                    guild_installed=origin.guild_installed,
+                    interaction_id=origin.interaction_id,
+                    application_id=origin.application_id,
+                    interaction_token=token,
+                    token_expires_at=origin.expires_at,
+                    upload_limit=origin.upload_limit,
+                    reference_url=reference_url,
+                    uses_own_key=own_key,
+                    parent_job_id=parent_job_id,
+                )
+            )
+        jobs = await self.store.jobs.create(new_jobs, now=time.time(), compare=compare)
+        self.poller.wake()
+        balance = await self.store.ledger.balance(origin.user_id)
+        return Created(jobs=jobs, balance=balance, eta_seconds=max(self.eta(r) for r in requests))
+
+    async def cancel(self, job: Job) -> tuple[Job, bool]:
+        """Cancel an active job (refunds); returns the job and whether the provider stopped too."""
+        job = await self.store.jobs.update(job.id, state=JobState.CANCELED, error_code="canceled",
+                                           error_message="canceled by the user")
+        stopped = False
+        if job.provider_job_id:
+            try:
+                request = request_from_json(job.model, job.request_json)
+                stopped = await self.providers.get(job.provider).cancel(
+                    job.provider_job_id, JobContext(job_id=job.id, request=request)
+                )
+            except Exception:
+                stopped = False
+        return job, stopped
+
+    def reference_for_rerun(self, job: Job) -> str | None:
+        """A rerun reuses the parent's fitted first frame (the Discord URL may have expired)."""
+        if not job.reference_url:
+            return None
+        return self.poller.reference_path(job.id).resolve().as_uri()
+
+    def model_of(self, job: Job) -> ModelName:
+        return ModelName(job.model)

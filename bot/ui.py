@@ -1,0 +1,196 @@
+"""What users see: embeds, plain-words errors and the persistent result buttons.
+
+Buttons are `DynamicItem`s whose `custom_id` carries the job id (`job:42:rerun`), so they keep
+working after a restart with no in-memory view; the click is handed to the Video cog.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import discord
+
+from bot.requests import AnyRequest, KlingRequest, SoraRequest
+from storage import Job, JobState
+
+KLING_COLOUR = discord.Colour.from_rgb(0x2E, 0xB8, 0x72)
+SORA_COLOUR = discord.Colour.from_rgb(0x58, 0x65, 0xF2)
+ERROR_COLOUR = discord.Colour.red()
+NO_MENTIONS = discord.AllowedMentions.none()
+
+
+def only_user(user_id: int) -> discord.AllowedMentions:
+    """Ping the job's owner and nobody else (prompts may contain @everyone)."""
+    return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(user_id)])
+
+
+def quote(text: str, limit: int = 900) -> str:
+    """Show user text verbatim: no markdown, mentions or links are rendered from it."""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+def duration_words(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    return f"{round(seconds / 60)} min"
+
+
+def options_line(request: AnyRequest) -> str:
+    if isinstance(request, KlingRequest):
+        parts = [f"{request.duration} s", request.aspect_ratio, f"{request.size_text()}", f"CFG {request.cfg_scale:g}"]
+        if request.negative_prompt:
+            parts.append("negative prompt")
+    else:
+        assert isinstance(request, SoraRequest)
+        parts = [f"{request.duration} s", request.orientation, f"{request.resolution} ({request.size_text()})",
+                 "audio"]
+        if request.use_own_key:
+            parts.append("your OpenAI key")
+    return " · ".join(parts)
+
+
+def colour(request: AnyRequest) -> discord.Colour:
+    return KLING_COLOUR if isinstance(request, KlingRequest) else SORA_COLOUR
+
+
+STATE_WORDS = {
+    JobState.ACCEPTED: "Queued",
+    JobState.SUBMITTED: "Waiting for the provider",
+    JobState.RUNNING: "Rendering",
+    JobState.DOWNLOADED: "Rendered, posting",
+    JobState.DELIVERED: "Done",
+    JobState.UNDELIVERED: "Rendered (not posted; see /job show)",
+    JobState.FAILED: "Failed (refunded)",
+    JobState.CANCELED: "Canceled (refunded)",
+}
+
+
+def progress_bar(progress: int | None, width: int = 12) -> str:
+    if progress is None:
+        return ""
+    filled = max(0, min(width, round(progress / 100 * width)))
+    return "▰" * filled + "▱" * (width - filled) + f" {progress}%"
+
+
+def job_embed(job: Job, request: AnyRequest, *, balance: int | None = None, eta: float | None = None,
+              has_image: bool = False, note: str | None = None) -> discord.Embed:
+    """The embed of a job: request, cost, state; used for the ack and its progress edits."""
+    embed = discord.Embed(title=f"{request.label} · job #{job.id}", colour=colour(request),
+                          description=quote(request.prompt))
+    line = options_line(request) + (" · first frame" if has_image else "")
+    embed.add_field(name="Options", value=line, inline=False)
+    cost = "0 credits (your OpenAI key)" if job.uses_own_key else f"{job.price} credits"
+    if balance is not None:
+        cost += f" · balance {balance}"
+    embed.add_field(name="Cost", value=cost, inline=True)
+    status = STATE_WORDS[job.state]
+    bar = progress_bar(job.progress) if job.state in (JobState.SUBMITTED, JobState.RUNNING) else ""
+    embed.add_field(name="Status", value=f"{status} {bar}".strip(), inline=True)
+    if eta is not None and job.state.active:
+        embed.add_field(name="ETA", value=f"about {duration_words(eta)}", inline=True)
+    if isinstance(request, KlingRequest) and request.negative_prompt:
+        embed.add_field(name="Negative prompt", value=quote(request.negative_prompt, 500), inline=False)
+    if note:
+        embed.add_field(name="Note", value=note, inline=False)
+    return embed
+
+
+def failure_words(job: Job, *, kling_provider_var: str = "KLING_PROVIDER") -> str:
+    """Why a job ended, in plain words for the user."""
+    code = job.error_code or ""
+    model = job.provider_model or job.model
+    variable = "KLING_MODEL / KLING_PROVIDER" if job.model == "kling" else "SORA_MODEL / SORA_PROVIDER"
+    messages = {
+        "content_policy": "the provider's safety filter refused this prompt or image. Try rephrasing it.",
+        "model_unavailable": f"the model `{model}` is no longer available at {job.provider}. "
+        f"The bot's operator needs to change {variable}.",
+        "quota_or_billing": "the bot's provider account is out of quota or credit; the operator must top it up.",
+        "auth": "your OpenAI key was rejected." if job.uses_own_key
+        else "the provider rejected the bot's credentials; the operator must fix them.",
+        "rate_limited": "the provider stayed too busy; please try again later.",
+        "transient": "the provider was unavailable or too slow; please try again later.",
+        "invalid_request": f"the provider refused the request ({job.error_message or 'no reason given'}).",
+        "canceled": "it was canceled.",
+    }
+    return messages.get(code, job.error_message or "something went wrong on our side.")
+
+
+# -- persistent buttons ----------------------------------------------------------------------------
+
+ACTIONS = {
+    "rerun": ("Rerun", "↻"),
+    "vary": ("Variation", "🎲"),
+    "sora": ("Render with Sora", "🎬"),
+    "cancel": ("Cancel", "✖"),
+    "show": ("Get result", "📥"),
+}
+
+
+class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:(?P<id>[0-9]+):(?P<action>[a-z]+)"):
+    """A button acting on one job; state lives in the custom_id and SQLite, so restarts don't matter."""
+
+    def __init__(self, job_id: int, action: str) -> None:
+        label, emoji = ACTIONS[action]
+        style = discord.ButtonStyle.danger if action == "cancel" else discord.ButtonStyle.secondary
+        if action == "sora":
+            style = discord.ButtonStyle.primary
+        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style,
+                                           custom_id=f"job:{job_id}:{action}"))
+        self.job_id = job_id
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
+                             match: re.Match[str], /) -> JobButton:
+        action = match["action"]
+        if action not in ACTIONS:
+            raise ValueError(action)
+        return cls(int(match["id"]), action)
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = interaction.client.get_cog("Video")  # type: ignore[attr-defined]
+        if cog is None:
+            await interaction.response.send_message("This button is not available right now.", ephemeral=True)
+            return
+        await cog.on_job_button(interaction, self.job_id, self.action)
+
+
+class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
+                 template=r"cmp:(?P<id>[0-9]+):vote:(?P<slot>[ab])"):
+    """A vote on a compare; persistent like JobButton."""
+
+    def __init__(self, compare_id: int, slot: str, label: str) -> None:
+        super().__init__(discord.ui.Button(label=label, emoji="👍", style=discord.ButtonStyle.success,
+                                           custom_id=f"cmp:{compare_id}:vote:{slot}"))
+        self.compare_id = compare_id
+        self.slot = slot
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
+                             match: re.Match[str], /) -> VoteButton:
+        return cls(int(match["id"]), match["slot"], item.label or match["slot"].upper())
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        cog = interaction.client.get_cog("Video")  # type: ignore[attr-defined]
+        if cog is None:
+            await interaction.response.send_message("Voting is not available right now.", ephemeral=True)
+            return
+        await cog.on_vote(interaction, self.compare_id, self.slot)
+
+
+def result_view(job: Job) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton(job.id, "rerun"))
+    view.add_item(JobButton(job.id, "vary"))
+    if job.model == "kling":
+        view.add_item(JobButton(job.id, "sora"))
+    return view
+
+
+def running_view(job: Job) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton(job.id, "cancel"))
+    return view

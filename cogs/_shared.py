@@ -1,0 +1,57 @@
+"""Helpers every cog uses: turning an interaction into plain data and refusing politely."""
+
+from __future__ import annotations
+
+import discord
+
+from bot.service import Invocation
+
+
+def invocation(interaction: discord.Interaction) -> Invocation:
+    """Capture what delivery needs later: where to post, and whether the bot may post there itself."""
+    channel = interaction.channel
+    is_dm = isinstance(channel, discord.DMChannel)
+    perms = interaction.app_permissions
+    can_post = is_dm or (
+        interaction.guild_id is not None
+        and interaction.is_guild_integration()
+        and perms.send_messages
+        and perms.attach_files
+        and perms.embed_links
+        and (perms.send_messages_in_threads or not isinstance(channel, discord.Thread))
+    )
+    try:
+        upload_limit: int | None = interaction.filesize_limit
+    except (KeyError, AttributeError):
+        upload_limit = None
+    return Invocation(
+        user_id=interaction.user.id,
+        channel_id=interaction.channel_id,
+        guild_id=interaction.guild_id,
+        is_dm=is_dm,
+        guild_installed=bool(can_post),
+        interaction_id=interaction.id,
+        application_id=interaction.application_id,
+        token=interaction.token,
+        expires_at=interaction.expires_at.timestamp(),
+        upload_limit=upload_limit,
+    )
+
+
+async def refuse(interaction: discord.Interaction, message: str) -> None:
+    """An ephemeral error; nothing was charged when this is called."""
+    embed = discord.Embed(description=f"⚠️ {message}", colour=discord.Colour.orange())
+    if interaction.response.is_done():
+        await interaction.followup.send(embed=embed, ephemeral=True)
+    else:
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+def is_admin(interaction: discord.Interaction, admin_role_id: int | None) -> bool:
+    """Manage Server in this guild, or the configured admin role."""
+    member = interaction.user
+    if not isinstance(member, discord.Member):
+        return False
+    if member.guild_permissions.manage_guild:
+        return True
+    return admin_role_id is not None and any(role.id == admin_role_id for role in member.roles)

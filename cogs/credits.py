@@ -1,0 +1,96 @@
+"""/credits for everyone; /credits-grant and /credits-set-price for admins (every action in the ledger)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import ui
+from bot.pricing import current_prices, price_lines
+from cogs._shared import is_admin, refuse
+from storage.store import PRICE_KEYS
+
+if TYPE_CHECKING:
+    from bot.client import VideoBot
+
+KIND_WORDS = {"grant": "welcome", "daily": "daily grant", "reserve": "reserved", "capture": "spent",
+              "refund": "refunded", "adjust": "admin"}
+
+
+class Credits(commands.Cog):
+    """Balances and the price table."""
+
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="credits", description="Your balance, today's grant, prices and recent activity.")
+    async def credits(self, interaction: discord.Interaction) -> None:
+        """Show the caller's credits."""
+        user_id = interaction.user.id
+        balance = await self.bot.store.ledger.balance(user_id)
+        today = await self.bot.store.ledger.granted_today(user_id)
+        table = await current_prices(self.bot.settings, self.bot.store)
+        embed = discord.Embed(title="Your credits", colour=ui.KLING_COLOUR,
+                              description=f"**{balance}** credits · today's grant: {today} (daily: "
+                                          f"{self.bot.settings.daily_grant}, at 00:00 UTC)")
+        embed.add_field(name="Prices", value="\n".join(price_lines(table)), inline=False)
+        entries = await self.bot.store.ledger.history(user_id, limit=8)
+        if entries:
+            lines = []
+            for entry in entries:
+                when = datetime.fromtimestamp(entry.created_at, tz=UTC).strftime("%m-%d %H:%M")
+                what = KIND_WORDS[entry.kind.value] + (f" job #{entry.job_id}" if entry.job_id else "")
+                amount = f"{entry.amount:+d}" if entry.amount else "±0"
+                lines.append(f"`{when}` {amount} {what}")
+            embed.add_field(name="Recent", value="\n".join(lines), inline=False)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="credits-grant", description="Admin: give (or take, if negative) credits.")
+    @app_commands.describe(user="Who gets the credits", amount="Credits to add (negative to remove)",
+                           reason="Shown in the ledger")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    async def credits_grant(self, interaction: discord.Interaction, user: discord.User,
+                            amount: app_commands.Range[int, -100000, 100000],
+                            reason: app_commands.Range[str, 1, 200] | None = None) -> None:
+        """Adjust a user's balance, recorded with the admin's id."""
+        if not is_admin(interaction, self.bot.settings.admin_role_id):
+            await refuse(interaction, "Only server managers (or the bot's admin role) can grant credits.")
+            return
+        applied, balance = await self.bot.store.ledger.adjust(
+            user.id, amount, actor_id=interaction.user.id, key=f"adjust:{interaction.id}",
+            reason=reason or f"granted by {interaction.user.id}",
+        )
+        word = "Granted" if amount >= 0 else "Removed"
+        await interaction.response.send_message(
+            f"{word} {abs(amount)} credits {'to' if amount >= 0 else 'from'} {user.mention}; balance now {balance}."
+            if applied else "That grant was already applied.",
+            ephemeral=True, allowed_mentions=ui.NO_MENTIONS,
+        )
+
+    @app_commands.command(name="credits-set-price", description="Admin: set credits per second of a model option.")
+    @app_commands.describe(option="Which price", credits="Credits per second of video")
+    @app_commands.choices(option=[app_commands.Choice(name=key.replace("_", " "), value=key) for key in PRICE_KEYS])
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    async def credits_set_price(self, interaction: discord.Interaction, option: str,
+                                credits: app_commands.Range[int, 0, 10000]) -> None:
+        """Change the price table at runtime (audited)."""
+        if not is_admin(interaction, self.bot.settings.admin_role_id):
+            await refuse(interaction, "Only server managers (or the bot's admin role) can change prices.")
+            return
+        if option not in PRICE_KEYS:
+            await refuse(interaction, f"Price must be one of {', '.join(PRICE_KEYS)}.")
+            return
+        await self.bot.store.prices.set(option, credits, actor_id=interaction.user.id)
+        table = await current_prices(self.bot.settings, self.bot.store)
+        await interaction.response.send_message("Prices now:\n" + "\n".join(price_lines(table)), ephemeral=True)
+
+
+async def setup(bot: VideoBot) -> None:
+    """Load the Credits cog."""
+    await bot.add_cog(Credits(bot))

@@ -1,0 +1,107 @@
+"""/jobs, /job show and /job cancel: a user's own jobs only."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import ui
+from bot.requests import request_from_json
+from cogs._shared import refuse
+from storage import Job, JobState
+
+if TYPE_CHECKING:
+    from bot.client import VideoBot
+
+
+class Jobs(commands.Cog):
+    """Look up and cancel jobs."""
+
+    job = app_commands.Group(name="job", description="One of your jobs")
+
+    def __init__(self, bot: VideoBot) -> None:
+        self.bot = bot
+
+    def _eta(self, job: Job) -> str:
+        if not job.state.active:
+            return ""
+        request = request_from_json(job.model, job.request_json)
+        remaining = self.bot.service.eta(request) - (time.time() - (job.submitted_at or job.created_at))
+        return f" · ETA {ui.duration_words(remaining)}" if remaining > 0 else " · any moment"
+
+    @app_commands.command(name="jobs", description="Your running and recent video jobs.")
+    async def jobs(self, interaction: discord.Interaction) -> None:
+        """List the caller's jobs, running first."""
+        jobs = await self.bot.store.jobs.for_user(interaction.user.id, limit=10)
+        if not jobs:
+            await interaction.response.send_message("No jobs yet: try `/kling` or `/sora`.", ephemeral=True)
+            return
+        lines = []
+        for job in jobs:
+            request = request_from_json(job.model, job.request_json)
+            progress = f" {job.progress}%" if job.progress is not None and job.state.active else ""
+            prompt = ui.quote(request.prompt, 50)
+            lines.append(f"`#{job.id}` {request.label} · {ui.STATE_WORDS[job.state]}{progress}{self._eta(job)}"
+                         f" · {prompt}")
+        embed = discord.Embed(title="Your jobs", description="\n".join(lines), colour=ui.KLING_COLOUR)
+        embed.set_footer(text="/job show id · /job cancel id")
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    async def _own(self, interaction: discord.Interaction, job_id: int) -> Job | None:
+        job = await self.bot.store.jobs.get(job_id)
+        if job is None or job.user_id != interaction.user.id:
+            await refuse(interaction, f"You have no job #{job_id}.")
+            return None
+        return job
+
+    @job.command(name="show", description="Details of one of your jobs, with its video or link.")
+    @app_commands.describe(id="The job number (see /jobs)")
+    async def show(self, interaction: discord.Interaction, id: int) -> None:
+        """Show a job; attach or link its video when there is one."""
+        job = await self._own(interaction, id)
+        if job is None:
+            return
+        request = request_from_json(job.model, job.request_json)
+        embed = ui.job_embed(job, request, eta=self.bot.service.eta(request) if job.state.active else None)
+        if job.state in (JobState.FAILED, JobState.CANCELED):
+            embed.add_field(name="Why", value=ui.failure_words(job), inline=False)
+        kwargs: dict = {"embed": embed, "ephemeral": True}
+        path = Path(job.result_path) if job.result_path else None
+        link = self.bot.delivery.public_link(job)
+        if path is not None and path.exists():
+            limit = interaction.filesize_limit
+            if path.stat().st_size <= limit:
+                kwargs["file"] = discord.File(path, filename=f"{job.model}-job{job.id}.mp4")
+            elif link:
+                embed.add_field(name="Video", value=link, inline=False)
+            else:
+                embed.add_field(name="Video", value="Too large to attach here and no public link is configured.",
+                                inline=False)
+        elif link:
+            embed.add_field(name="Video", value=link, inline=False)
+        await interaction.response.send_message(**kwargs)
+
+    @job.command(name="cancel", description="Stop one of your running jobs (refunded).")
+    @app_commands.describe(id="The job number (see /jobs)")
+    async def cancel(self, interaction: discord.Interaction, id: int) -> None:
+        """Cancel a running job and refund it."""
+        job = await self._own(interaction, id)
+        if job is None:
+            return
+        if not job.state.active:
+            await refuse(interaction, f"Job #{job.id} is already {job.state.value}; nothing to cancel.")
+            return
+        job, stopped = await self.bot.service.cancel(job)
+        refund = f" {job.price} credits refunded." if job.price else ""
+        where = "" if stopped or not job.provider_job_id else " (the provider could not stop it, but you pay nothing)"
+        await interaction.response.send_message(f"Job #{job.id} canceled{where}.{refund}", ephemeral=True)
+
+
+async def setup(bot: VideoBot) -> None:
+    """Load the Jobs cog."""
+    await bot.add_cog(Jobs(bot))
