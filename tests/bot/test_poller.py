@@ -1,0 +1,290 @@
+"""The poller: scheduling priors, retries, refunds, leases, and a full loop run."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.crypto import SecretBox
+from bot.poller import Delivered, DeliveryRetry, Poller, deadline_for, next_poll_delay, retry_delay
+from bot.providers.base import (
+    ErrorKind,
+    JobContext,
+    ProviderError,
+    ProviderState,
+    StatusResult,
+    VideoProvider,
+)
+from bot.providers.registry import ProviderRegistry
+from bot.requests import parse_request
+from storage import JobState, LedgerKind, NewJob, Store
+
+
+class ScriptedProvider(VideoProvider):
+    """A provider whose answers the test scripts, counting every call."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.submit_errors: list[ProviderError] = []
+        self.statuses: list[StatusResult | ProviderError] = []
+        self.fetch_error: ProviderError | None = None
+        self.calls: list[str] = []
+        self.contexts: list[JobContext] = []
+
+    def expected_seconds(self, request):  # type: ignore[no-untyped-def]
+        return (100.0, 200.0)
+
+    async def submit(self, ctx: JobContext) -> str:
+        self.calls.append("submit")
+        self.contexts.append(ctx)
+        if self.submit_errors:
+            raise self.submit_errors.pop(0)
+        return f"task-{ctx.job_id}"
+
+    async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
+        self.calls.append("status")
+        answer = self.statuses.pop(0) if self.statuses else StatusResult(ProviderState.RUNNING, progress=50)
+        if isinstance(answer, ProviderError):
+            raise answer
+        return answer
+
+    async def fetch(self, result_url: str, dest: Path, ctx: JobContext, *, max_bytes: int) -> int:
+        self.calls.append("fetch")
+        if self.fetch_error:
+            raise self.fetch_error
+        dest.write_bytes(b"\x00\x00\x00\x18ftypmp42video")
+        return dest.stat().st_size
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.delivered: list[int] = []
+        self.endings: list[tuple[int, str | None]] = []
+        self.progress_calls = 0
+        self.fail_deliveries = 0
+
+    async def deliver(self, job):  # type: ignore[no-untyped-def]
+        if self.fail_deliveries:
+            self.fail_deliveries -= 1
+            raise DeliveryRetry("Discord 503", retry_after=1.0)
+        self.delivered.append(job.id)
+        return Delivered(1000 + job.id, 5)
+
+    async def progress(self, job, status):  # type: ignore[no-untyped-def]
+        self.progress_calls += 1
+        return True
+
+    async def ended(self, job):  # type: ignore[no-untyped-def]
+        self.endings.append((job.id, job.error_code))
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def parts(store: Store, tmp_path: Path):  # type: ignore[no-untyped-def]
+    settings = Settings(video_dir=tmp_path / "videos", poll_time_scale=1.0, database_path=tmp_path / "db.sqlite3")
+    provider = ScriptedProvider()
+    registry = ProviderRegistry(settings, instances={"scripted": provider})
+    notifier = RecordingNotifier()
+    clock = Clock()
+    poller = Poller(store, registry, settings, notifier=notifier, secrets=SecretBox("k"), clock=clock, owner="w1")
+    return poller, provider, notifier, clock
+
+
+async def make_job(store: Store, clock: Clock, price: int = 10) -> int:
+    request = parse_request("kling", prompt="a fox")
+    [job] = await store.jobs.create([NewJob(user_id=1, model="kling", provider="scripted",
+                                            request_json=request.model_dump_json(), price=price)], now=clock.now)
+    return job.id
+
+
+async def step(poller: Poller, clock: Clock) -> list[int]:
+    """Claim what is due at the fake clock's time and advance it, like one loop iteration."""
+    jobs = await poller.store.jobs.claim_due("w1", lease_seconds=300, now=clock.now)
+    for job in jobs:
+        await poller.advance(job)
+    return [job.id for job in jobs]
+
+
+def test_poll_schedule_follows_the_typical_wait() -> None:
+    low, high = 120.0, 180.0
+    assert next_poll_delay(0, low, high, 1.0) == pytest.approx(60)
+    assert next_poll_delay(60, low, high, 1.0) == pytest.approx(60)
+    assert next_poll_delay(120, low, high, 1.0) == pytest.approx(12)
+    assert next_poll_delay(175, low, high, 1.0) == pytest.approx(12)
+    later = next_poll_delay(400, low, high, 1.0)
+    assert 12 < later <= 60
+    # POLL_TIME_SCALE scales the priors.
+    assert next_poll_delay(0, low, high, 0.01) == pytest.approx(0.6)
+    # A poll count over a typical Kling job is a third of fixed 10 s polling.
+    elapsed, polls = 0.0, 0
+    while elapsed < 150:
+        elapsed += next_poll_delay(elapsed, low, high, 1.0)
+        polls += 1
+    assert polls <= 15 / 3
+
+
+def test_retry_delay_grows_and_honours_hints() -> None:
+    assert retry_delay(0, 1.0, None) == 2.0
+    assert retry_delay(3, 1.0, None) == 16.0
+    assert retry_delay(20, 1.0, None) == 300.0
+    assert retry_delay(0, 0.001, 7.5) == 7.5  # Retry-After is never scaled away
+    assert deadline_for(200, 1.0) >= 200 + 1800
+
+
+async def test_job_goes_from_accepted_to_delivered(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    assert await step(poller, clock) == [job_id]
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.SUBMITTED and job.provider_job_id == f"task-{job_id}"
+    assert job.next_run_at == pytest.approx(clock.now + 50)  # half the typical low wait
+    assert await step(poller, clock) == []  # nothing due yet: no request made
+    clock.now += 50
+    provider.statuses = [StatusResult(ProviderState.RUNNING, progress=40)]
+    await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.RUNNING and job.progress == 40 and notifier.progress_calls == 1
+    clock.now = job.next_run_at
+    provider.statuses = [StatusResult(ProviderState.SUCCEEDED, result_url="https://cdn.example/v.mp4")]
+    await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.DELIVERED and job.delivered_message_id == 1000 + job_id
+    assert Path(job.result_path).exists() and job.result_url == "https://cdn.example/v.mp4"
+    assert provider.calls == ["submit", "status", "status", "fetch"]
+    kinds = [e.kind for e in await store.ledger.entries_for_job(job_id)]
+    assert kinds == [LedgerKind.RESERVE, LedgerKind.CAPTURE]
+
+
+async def test_rate_limit_on_submit_waits_the_hinted_time(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    provider.submit_errors = [ProviderError(ErrorKind.RATE_LIMITED, "slow down", retry_after=42.0)]
+    await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.ACCEPTED and job.attempts == 1 and job.next_run_at == clock.now + 42.0
+    clock.now += 42.0
+    await step(poller, clock)
+    assert (await store.jobs.get(job_id)).state is JobState.SUBMITTED
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.CONTENT_POLICY, ErrorKind.MODEL_UNAVAILABLE, ErrorKind.AUTH,
+                                  ErrorKind.QUOTA_OR_BILLING, ErrorKind.INVALID_REQUEST])
+async def test_permanent_errors_fail_and_refund_once(store: Store, parts, kind: ErrorKind) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    provider.submit_errors = [ProviderError(kind, "no")]
+    await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.FAILED and job.error_code == kind.value
+    assert notifier.endings == [(job_id, kind.value)]
+    assert await store.ledger.balance(1, now=clock.now) == 120
+    assert await step(poller, clock) == []
+
+
+async def test_transient_errors_give_up_after_max_retries(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    provider.submit_errors = [ProviderError(ErrorKind.TRANSIENT, "503") for _ in range(20)]
+    for _ in range(20):
+        job = await store.jobs.get(job_id)
+        if job.state is JobState.FAILED:
+            break
+        clock.now = max(clock.now, job.next_run_at or clock.now)
+        await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.FAILED and job.error_code == "transient"
+    assert provider.calls.count("submit") == 9  # the first try and 8 retries
+    assert await store.ledger.balance(1, now=clock.now) == 120
+
+
+async def test_failed_status_and_expired_output_refund(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    first, second = await make_job(store, clock), await make_job(store, clock)
+    await step(poller, clock)
+    clock.now += 1000
+    provider.statuses = [
+        StatusResult(ProviderState.FAILED, error=ProviderError(ErrorKind.CONTENT_POLICY, "flagged")),
+        StatusResult(ProviderState.SUCCEEDED, result_url="https://x/y.mp4"),
+    ]
+    provider.fetch_error = ProviderError(ErrorKind.INVALID_REQUEST, "output expired", provider_code="output_expired")
+    await step(poller, clock)
+    assert {(await store.jobs.get(i)).state for i in (first, second)} == {JobState.FAILED}
+    assert await store.ledger.balance(1, now=clock.now) == 120
+    assert (await store.ledger.audit())["unsettled_finished_jobs"] == 0
+
+
+async def test_overdue_task_is_given_up(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    await step(poller, clock)
+    clock.now += deadline_for(200, 1.0) + 1
+    await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.FAILED and job.error_code == "transient"
+
+
+async def test_delivery_retries_then_gives_up_as_undelivered(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    await step(poller, clock)
+    notifier.fail_deliveries = 100
+    provider.statuses = [StatusResult(ProviderState.SUCCEEDED, result_url="file:///x")]
+    for _ in range(12):
+        job = await store.jobs.get(job_id)
+        if job.next_run_at is None:
+            break
+        clock.now = max(clock.now + 0.001, job.next_run_at)
+        await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.UNDELIVERED and job.result_path
+    # The credits stay captured: the video exists and /job show can hand it out.
+    assert await store.ledger.balance(1, now=clock.now) == 110
+
+
+async def test_restart_resumes_own_leases_immediately(store: Store, parts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    await store.jobs.claim_due("w1", lease_seconds=300, now=clock.now)  # then the process "dies"
+    await store.jobs.release_all("w1")  # what Poller.run does first on restart
+    assert await step(poller, clock) == [job_id]
+
+
+async def test_loop_runs_jobs_concurrently_and_survives_a_crashing_step(
+    store: Store, tmp_path: Path
+) -> None:
+    settings = Settings(video_dir=tmp_path / "v", poll_time_scale=0.0001, database_path=tmp_path / "db.sqlite3")
+    provider = ScriptedProvider()
+    notifier = RecordingNotifier()
+    calls = {"n": 0}
+    original = provider.status
+
+    async def flaky_status(provider_job_id: str, ctx: JobContext) -> StatusResult:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("bug in an adapter")
+        await original(provider_job_id, ctx)
+        return StatusResult(ProviderState.SUCCEEDED, result_url="https://x/v.mp4")
+
+    provider.status = flaky_status  # type: ignore[method-assign]
+    poller = Poller(store, ProviderRegistry(settings, instances={"scripted": provider}), settings,
+                    notifier=notifier, secrets=SecretBox("k"), owner="loop")
+    ids = [await make_job(store, Clock(__import__("time").time()), price=1) for _ in range(2)]
+    poller.start()
+    try:
+        async with asyncio.timeout(20):
+            while len(notifier.delivered) < 2:
+                await asyncio.sleep(0.02)
+    finally:
+        await poller.stop()
+    assert sorted(notifier.delivered) == sorted(ids)
