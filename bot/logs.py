@@ -58,6 +58,6 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> RedactingFilter:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("discord").setLevel(max(logging.getLevelName(level), logging.INFO)
-                                          if isinstance(logging.getLevelName(level), int) else logging.INFO)
+    # discord.py's debug output includes request URLs with tokens; keep it at INFO at most.
+    logging.getLogger("discord").setLevel(max(logging.getLevelNamesMapping()[level], logging.INFO))
     return redactor

@@ -20,10 +20,6 @@ def invocation(interaction: discord.Interaction) -> Invocation:
         and perms.embed_links
         and (perms.send_messages_in_threads or not isinstance(channel, discord.Thread))
     )
-    try:
-        upload_limit: int | None = interaction.filesize_limit
-    except (KeyError, AttributeError):
-        upload_limit = None
     return Invocation(
         user_id=interaction.user.id,
         channel_id=interaction.channel_id,
@@ -34,8 +30,16 @@ def invocation(interaction: discord.Interaction) -> Invocation:
         application_id=interaction.application_id,
         token=interaction.token,
         expires_at=interaction.expires_at.timestamp(),
-        upload_limit=upload_limit,
+        upload_limit=upload_limit(interaction),
     )
+
+
+def upload_limit(interaction: discord.Interaction) -> int:
+    """The interaction's per-file limit (the payload's attachment_size_limit), 10 MiB if absent."""
+    try:
+        return interaction.filesize_limit
+    except (KeyError, AttributeError):
+        return 10 * 1024 * 1024
 
 
 async def refuse(interaction: discord.Interaction, message: str) -> None:

@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot import ui
 from bot.requests import request_from_json
-from cogs._shared import refuse
+from cogs._shared import refuse, upload_limit
 from storage import Job, JobState
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class Jobs(commands.Cog):
         path = Path(job.result_path) if job.result_path else None
         link = self.bot.delivery.public_link(job)
         if path is not None and path.exists():
-            limit = interaction.filesize_limit
+            limit = upload_limit(interaction)
             if path.stat().st_size <= limit:
                 kwargs["file"] = discord.File(path, filename=f"{job.model}-job{job.id}.mp4")
             elif link:
