@@ -54,8 +54,8 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
 def is_admin(interaction: discord.Interaction, admin_role_id: int | None) -> bool:
     """Manage Server in this guild, or the configured admin role."""
     member = interaction.user
-    if not isinstance(member, discord.Member):
-        return False
+    if not isinstance(member, discord.Member) or not interaction.is_guild_integration():
+        return False  # a user install in someone's server grants no authority over the bot
     if member.guild_permissions.manage_guild:
         return True
     return admin_role_id is not None and any(role.id == admin_role_id for role in member.roles)

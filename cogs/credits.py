@@ -53,7 +53,8 @@ class Credits(commands.Cog):
     @app_commands.describe(user="Who gets the credits", amount="Credits to add (negative to remove)",
                            reason="Shown in the ledger")
     @app_commands.default_permissions(manage_guild=True)
-    @app_commands.guild_only()
+    @app_commands.allowed_installs(guilds=True, users=False)
+    @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
     async def credits_grant(self, interaction: discord.Interaction, user: discord.User,
                             amount: app_commands.Range[int, -100000, 100000],
                             reason: app_commands.Range[str, 1, 200] | None = None) -> None:
@@ -76,7 +77,8 @@ class Credits(commands.Cog):
     @app_commands.describe(option="Which price", credits="Credits per second of video")
     @app_commands.choices(option=[app_commands.Choice(name=key.replace("_", " "), value=key) for key in PRICE_KEYS])
     @app_commands.default_permissions(manage_guild=True)
-    @app_commands.guild_only()
+    @app_commands.allowed_installs(guilds=True, users=False)
+    @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
     async def credits_set_price(self, interaction: discord.Interaction, option: str,
                                 credits: app_commands.Range[int, 0, 10000]) -> None:
         """Change the price table at runtime (audited)."""
