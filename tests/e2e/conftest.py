@@ -1,0 +1,38 @@
+"""Fixtures: a loopback Discord per test, and the real bot logged in to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox.discord_server import LoopbackDiscord
+from tests.e2e.harness import BotHarness, FakeClock, e2e_settings
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def server(clock: FakeClock) -> AsyncIterator[LoopbackDiscord]:
+    discord_server = LoopbackDiscord(clock=clock)
+    await discord_server.start()
+    try:
+        yield discord_server
+    finally:
+        await discord_server.stop()
+
+
+@pytest.fixture
+async def harness(server: LoopbackDiscord, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[BotHarness]:
+    marker = request.node.get_closest_marker("settings")
+    overrides = dict(marker.kwargs) if marker else {}
+    running = BotHarness(server=server, settings=e2e_settings(tmp_path, server, **overrides))
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
