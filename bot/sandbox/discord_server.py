@@ -87,8 +87,8 @@ class Interaction:
     error: str | None = None
     responded: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def wait_response(self, timeout: float = 10.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
+    async def wait_response(self, within: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(within):
             await self.responded.wait()
         return {"type": self.response_type, "data": self.response}
 
@@ -294,7 +294,7 @@ class LoopbackDiscord:
                         self._message_waiters.remove(waiter)
 
     async def wait_for_message(self, channel_id: int | None, predicate: Callable[[dict[str, Any]], bool],
-                               *, timeout: float = 10.0, existing: bool = True) -> dict[str, Any]:
+                               *, within: float = 10.0, existing: bool = True) -> dict[str, Any]:
         """A message (created or edited) in `channel_id` that matches; already-present ones count."""
         if existing:
             pool = self.messages.get(channel_id, []) if channel_id is not None else \
@@ -304,7 +304,7 @@ class LoopbackDiscord:
                     return message
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._message_waiters.append((channel_id, predicate, future))
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             return await future
 
     def all_messages(self) -> list[dict[str, Any]]:
@@ -850,7 +850,8 @@ class LoopbackDiscord:
         message: dict[str, Any] = {
             "id": str(message_id), "channel_id": str(channel_id), "author": author,
             "content": body.get("content") or "", "timestamp": _iso(now), "edited_timestamp": None, "tts": False,
-            "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": self._attachments(body, files),
+            "mention_everyone": False, "mentions": [], "mention_roles": [],
+            "attachments": self._attachments(body, files),
             "embeds": body.get("embeds") or [], "components": body.get("components") or [], "flags": flags,
             "type": 20 if interaction is not None else 0, "pinned": False,
             "allowed_mentions": body.get("allowed_mentions"), "_created": now,

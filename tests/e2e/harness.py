@@ -87,17 +87,17 @@ class BotHarness:
         """Run a slash command and wait until the bot has answered it."""
         interaction = await self.server.invoke(command, user=user, channel=channel, options=options,
                                                attachments=attachments, context=context)
-        await interaction.wait_response(timeout=10)
+        await interaction.wait_response(within=10)
         return interaction
 
     async def click(self, message: dict[str, Any], button: str, *, user: int) -> Interaction:
         interaction = await self.server.click(message, button, user=user)
-        await interaction.wait_response(timeout=10)
+        await interaction.wait_response(within=10)
         return interaction
 
     async def wait_for_message(self, channel: int | None, predicate: Callable[[dict[str, Any]], bool],
                                timeout: float = 30.0) -> dict[str, Any]:
-        return await self.server.wait_for_message(channel, predicate, timeout=timeout)
+        return await self.server.wait_for_message(channel, predicate, within=timeout)
 
     def response_message(self, interaction: Interaction) -> dict[str, Any]:
         assert interaction.original_message_id is not None
