@@ -220,7 +220,7 @@ class Poller:
         else:  # terminal: nothing due; clear a stray schedule
             await self.store.jobs.update(job.id, owner=self.owner, next_run_at=None, release=True)
 
-    async def _context(self, job: Job, request: AnyRequest) -> JobContext:
+    async def _context(self, job: Job, request: AnyRequest, *, fetch_reference: bool = True) -> JobContext:
         api_key = None
         if job.uses_own_key:
             stored = await self.store.keys.get(job.user_id, "openai")
@@ -230,8 +230,11 @@ class Poller:
 
             api_key = SecretStr(self.secrets.decrypt(stored[0]))
         if job.reference_url:
-            path = await self._reference_image(job, request)
-            request = request.model_copy(update={"reference_image": str(path)})
+            path = self.reference_path(job.id)
+            if fetch_reference:
+                path = await self._reference_image(job, request)
+            if path.exists():
+                request = request.model_copy(update={"reference_image": str(path)})
         return JobContext(job_id=job.id, request=request, api_key=api_key)
 
     def reference_path(self, job_id: int) -> Path:
@@ -277,8 +280,7 @@ class Poller:
     async def _poll(self, job: Job, request: AnyRequest, provider: VideoProvider) -> None:
         assert job.provider_job_id is not None
         try:
-            ctx = await self._context(job, request.model_copy(update={"reference_image": None}))
-            ctx = JobContext(job_id=job.id, request=request, api_key=ctx.api_key)
+            ctx = await self._context(job, request, fetch_reference=False)
             status = await provider.status(job.provider_job_id, ctx)
         except ProviderError as error:
             await self._provider_error(job, error)

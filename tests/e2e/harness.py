@@ -99,6 +99,16 @@ class BotHarness:
                                timeout: float = 30.0) -> dict[str, Any]:
         return await self.server.wait_for_message(channel, predicate, within=timeout)
 
+    async def wait_job(self, job_id: int, *states: Any, timeout: float = 30.0) -> Any:
+        """Poll the bot's store until the job reaches one of `states`."""
+        assert self.bot is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                job = await self.bot.store.jobs.get(job_id)
+                if job is not None and job.state in states:
+                    return job
+                await asyncio.sleep(0.02)
+
     def response_message(self, interaction: Interaction) -> dict[str, Any]:
         assert interaction.original_message_id is not None
         for message in self.server.all_messages():
