@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 MiB = 1024 * 1024
 TIER_LIMITS = {0: 10 * MiB, 1: 10 * MiB, 2: 50 * MiB, 3: 100 * MiB}
+DISCORD_EPOCH_MS = 1_420_070_400_000
 ACK_WINDOW = 3.0
 TOKEN_LIFETIME = 15 * 60.0
 NONCE_WINDOW = 300.0
@@ -107,7 +108,7 @@ class LoopbackDiscord:
 
     def __init__(self, *, clock: Callable[[], float] = time.time, bot_name: str = "VideoBot") -> None:
         self.clock = clock
-        self._ids = itertools.count(1_300_000_000_000_000_000)
+        self._counter = itertools.count()
         self.app_id = self.new_id()
         self.bot_user = self._user_payload(self.app_id, bot_name, bot=True)
         self.users: dict[int, dict[str, Any]] = {self.app_id: self.bot_user}
@@ -138,7 +139,9 @@ class LoopbackDiscord:
     # -- world building ------------------------------------------------------------------------
 
     def new_id(self) -> int:
-        return next(self._ids)
+        """A snowflake carrying the current time, as discord.py derives created_at (and token expiry) from it."""
+        millis = int(self.clock() * 1000) - DISCORD_EPOCH_MS
+        return (millis << 22) | (next(self._counter) % (1 << 22))
 
     @staticmethod
     def _user_payload(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
@@ -153,13 +156,13 @@ class LoopbackDiscord:
         return user_id
 
     def add_guild(self, name: str, *, owner: int | None = None, bot_member: bool = True,
-                  premium_tier: int = 0) -> int:
+                  premium_tier: int = 0, upload_limit: int | None = None) -> int:
         guild_id = self.new_id()
         owner = owner or self.admin
         self.guilds[guild_id] = {
             "id": guild_id, "name": name, "owner_id": owner, "premium_tier": premium_tier,
             "bot_member": bot_member, "channels": [], "members": set(self.users) - {self.app_id},
-            "admins": {owner},
+            "admins": {owner}, "upload_limit": upload_limit, "admin_role": self.new_id(), "bot_role": self.new_id(),
         }
         return guild_id
 
@@ -185,7 +188,8 @@ class LoopbackDiscord:
     def upload_limit(self, guild_id: int | None) -> int:
         if guild_id is None:
             return TIER_LIMITS[0]
-        return TIER_LIMITS[self.guilds[guild_id]["premium_tier"]]
+        guild = self.guilds[guild_id]
+        return guild["upload_limit"] or TIER_LIMITS[guild["premium_tier"]]
 
     # -- payloads ------------------------------------------------------------------------------
 
@@ -208,7 +212,7 @@ class LoopbackDiscord:
 
     def _member_payload(self, guild_id: int, user_id: int) -> dict[str, Any]:
         guild = self.guilds[guild_id]
-        roles = [str(guild_id + 1)] if user_id in guild["admins"] else []
+        roles = [str(guild["admin_role"])] if user_id in guild["admins"] else []
         return {"user": self.users[user_id], "roles": roles, "joined_at": _iso(self.clock()), "deaf": False,
                 "mute": False, "flags": 0, "nick": None, "avatar": None, "pending": False}
 
@@ -216,13 +220,13 @@ class LoopbackDiscord:
         guild = self.guilds[guild_id]
         everyone = {"id": str(guild_id), "name": "@everyone", "permissions": str(DEFAULT_MEMBER_PERMISSIONS),
                     "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
-        admin_role = {"id": str(guild_id + 1), "name": "admin", "permissions": str(ALL_PERMISSIONS),
+        admin_role = {"id": str(guild["admin_role"]), "name": "admin", "permissions": str(ALL_PERMISSIONS),
                       "position": 1, "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}
-        bot_role = {"id": str(guild_id + 2), "name": "VideoBot", "permissions": str(BOT_PERMISSIONS),
+        bot_role = {"id": str(guild["bot_role"]), "name": "VideoBot", "permissions": str(BOT_PERMISSIONS),
                     "position": 2, "color": 0, "hoist": False, "managed": True, "mentionable": False, "flags": 0,
                     "tags": {"bot_id": str(self.app_id)}}
         members = [self._member_payload(guild_id, uid) for uid in guild["members"] if uid in self.users]
-        bot_member = self._member_payload(guild_id, self.app_id) | {"roles": [str(guild_id + 2)]}
+        bot_member = self._member_payload(guild_id, self.app_id) | {"roles": [str(guild["bot_role"])]}
         return {
             "id": str(guild_id), "name": guild["name"], "owner_id": str(guild["owner_id"]), "icon": None,
             "premium_tier": guild["premium_tier"], "features": [], "emojis": [], "stickers": [],
