@@ -83,9 +83,10 @@ class BotHarness:
 
     async def invoke(self, command: str, *, user: int, channel: int,
                      attachments: dict[str, tuple[str, bytes, str]] | None = None,
-                     context: str | None = None, **options: Any) -> Interaction:
-        """Run a slash command and wait until the bot has answered it."""
-        interaction = await self.server.invoke(command, user=user, channel=channel, options=options,
+                     context: str | None = None, options: dict[str, Any] | None = None,
+                     **more: Any) -> Interaction:
+        """Run a slash command and wait until the bot has answered it (`options` for names like `user`)."""
+        interaction = await self.server.invoke(command, user=user, channel=channel, options={**(options or {}), **more},
                                                attachments=attachments, context=context)
         await interaction.wait_response(within=10)
         return interaction

@@ -1,0 +1,168 @@
+"""Buttons, /compare with votes, credits, jobs and own keys, through the loopback Discord."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bot.requests import request_from_json
+from storage import JobState, LedgerKind
+from tests.e2e.harness import BotHarness
+from tests.e2e.test_video import is_result, job_ids, video_attachments
+
+
+def buttons(message: dict[str, Any]) -> list[str]:
+    return [c.get("custom_id") or c.get("label") for row in message["components"] for c in row["components"]]
+
+
+async def finished_kling(harness: BotHarness, user: int, **options: Any) -> tuple[int, dict[str, Any]]:
+    server = harness.server
+    await harness.invoke("/kling", user=user, channel=server.general, **({"prompt": "A fox."} | options))
+    job_id = max(await job_ids(harness, user))
+    return job_id, await harness.wait_for_message(server.general, is_result(job_id))
+
+
+async def test_rerun_variation_and_render_with_sora(harness: BotHarness) -> None:
+    server, bot = harness.server, harness.bot
+    assert bot is not None
+    job_id, result = await finished_kling(harness, server.alice, aspect_ratio="1:1", cfg_scale=0.8,
+                                          negative_prompt="blur", duration=10)
+    await harness.click(result, f"job:{job_id}:rerun", user=server.alice)
+    await harness.click(result, f"job:{job_id}:vary", user=server.alice)
+    ids = sorted(await job_ids(harness, server.alice))
+    rerun, variation = (await bot.store.jobs.get(ids[1]), await bot.store.jobs.get(ids[2]))
+    assert rerun and variation and rerun.parent_job_id == variation.parent_job_id == job_id
+    original = request_from_json("kling", (await bot.store.jobs.get(job_id)).request_json)  # type: ignore[union-attr]
+    assert request_from_json("kling", rerun.request_json) == original
+    varied = request_from_json("kling", variation.request_json)
+    assert varied.seed is not None and varied.model_copy(update={"seed": None}) == original
+    for child in ids[1:]:
+        await harness.wait_job(child, JobState.DELIVERED)
+    sora = await harness.click(result, f"job:{job_id}:sora", user=server.alice)
+    embed = harness.response_message(sora)["embeds"][0]
+    assert "Sora 2" in embed["title"]
+    note = next(f["value"] for f in embed["fields"] if f["name"] == "Note")
+    assert "no square" in note and "CFG scale or negative prompt" in note
+    sora_job = await bot.store.jobs.get(max(await job_ids(harness, server.alice)))
+    assert sora_job is not None and sora_job.model == "sora"
+    carried = request_from_json("sora", sora_job.request_json)
+    assert carried.prompt == original.prompt and carried.duration == 12 and carried.orientation == "landscape"
+
+
+async def test_cancel_button_refunds_and_refuses_strangers(harness: BotHarness) -> None:
+    server, bot = harness.server, harness.bot
+    assert bot is not None
+    ack = await harness.invoke("/sora", user=server.alice, channel=server.general, prompt="Slow.", duration=12)
+    [job_id] = await job_ids(harness, server.alice)
+    message = harness.response_message(ack)
+    assert f"job:{job_id}:cancel" in buttons(message)
+    stranger = await harness.click(message, f"job:{job_id}:cancel", user=server.bob)
+    assert "Only the person who started" in harness.ephemeral_text(stranger)
+    owner = await harness.click(message, f"job:{job_id}:cancel", user=server.alice)
+    assert "canceled" in harness.ephemeral_text(owner) and "48 credits refunded" in harness.ephemeral_text(owner)
+    job = await bot.store.jobs.get(job_id)
+    assert job is not None and job.state is JobState.CANCELED
+    kinds = [e.kind for e in await bot.store.ledger.entries_for_job(job_id)]
+    assert kinds == [LedgerKind.RESERVE, LedgerKind.REFUND]
+    assert await bot.store.ledger.balance(server.alice) == 120
+
+
+@pytest.mark.parametrize("blind", [False, True])
+async def test_compare_posts_one_message_with_both_videos_and_records_votes(harness: BotHarness, blind: bool) -> None:
+    server, bot = harness.server, harness.bot
+    assert bot is not None
+    ack = await harness.invoke("/compare", user=server.alice, channel=server.general, prompt="A lighthouse in fog.",
+                               length="short", orientation="portrait", blind=blind)
+    assert len(harness.response_message(ack)["embeds"]) == 2
+    jobs = [await bot.store.jobs.get(i) for i in await job_ids(harness, server.alice)]
+    assert sorted(j.model for j in jobs if j) == ["kling", "sora"]
+    assert await bot.store.ledger.balance(server.alice) == 120 - 10 - 16
+    result = await harness.wait_for_message(server.general, lambda m: "comparison is ready" in m["content"])
+    videos = video_attachments(result)
+    assert len(videos) == 2
+    names = sorted(v["filename"] for v in videos)
+    fields = " ".join(f["name"] + f["value"] for f in result["embeds"][0]["fields"])
+    if blind:
+        assert names == ["A.mp4", "B.mp4"] and "Kling" not in fields and "Sora" not in fields
+    else:
+        assert names == ["A-kling.mp4", "B-sora.mp4"] and "Kling 2.0" in fields and "Sora 2" in fields
+    for job in jobs:
+        assert job is not None
+        await harness.wait_job(job.id, JobState.DELIVERED)
+    assert sum(1 for m in server.messages[server.general] if "comparison is ready" in m["content"]) == 1
+    compare_id = jobs[0].compare_id  # type: ignore[union-attr]
+    vote = await harness.click(result, f"cmp:{compare_id}:vote:a", user=server.bob)
+    text = harness.ephemeral_text(vote)
+    assert "Vote recorded" in text
+    assert ("A was" in text) is blind
+    changed = await harness.click(result, f"cmp:{compare_id}:vote:b", user=server.bob)
+    assert "Vote changed" in harness.ephemeral_text(changed)
+    compare = await bot.store.jobs.get_compare(compare_id)  # type: ignore[arg-type]
+    stats = await bot.store.jobs.vote_stats()
+    assert stats[compare.model_in("b")] == 1 and sum(stats.values()) == 1  # type: ignore[union-attr]
+    shown = await harness.invoke("/compare-stats", user=server.alice, channel=server.general)
+    assert "1 votes" in str(harness.response_message(shown)["embeds"])
+
+
+async def test_credits_and_admin_grants(harness: BotHarness) -> None:
+    server, bot = harness.server, harness.bot
+    assert bot is not None
+    mine = await harness.invoke("/credits", user=server.alice, channel=server.general)
+    embed = harness.response_message(mine)["embeds"][0]
+    assert "**120** credits" in embed["description"] and "Kling 5 s: 10 credits" in str(embed["fields"])
+    refused = await harness.invoke("/credits-grant", user=server.bob, channel=server.general,
+                                   options={"user": server.bob, "amount": 1000})
+    assert "Only server managers" in harness.ephemeral_text(refused)
+    granted = await harness.invoke("/credits-grant", user=server.admin, channel=server.general,
+                                   options={"user": server.alice, "amount": 50, "reason": "contest prize"})
+    assert "balance now 170" in harness.ephemeral_text(granted)
+    [entry] = [e for e in await bot.store.ledger.history(server.alice) if e.kind is LedgerKind.ADJUST]
+    assert entry.actor_id == server.admin and entry.amount == 50
+    priced = await harness.invoke("/credits-set-price", user=server.admin, channel=server.general,
+                                  option="kling_per_second", credits=3)
+    assert "Kling 5 s: 15 credits" in harness.ephemeral_text(priced)
+    ack = await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="Priced.")
+    assert "15 credits" in str(harness.response_message(ack)["embeds"])
+
+
+async def test_jobs_list_show_and_cancel_are_private(harness: BotHarness) -> None:
+    server = harness.server
+    job_id, _ = await finished_kling(harness, server.alice)
+    listed = await harness.invoke("/jobs", user=server.alice, channel=server.general)
+    assert f"#{job_id}" in harness.ephemeral_text(listed)
+    shown = await harness.invoke("/job show", user=server.alice, channel=server.general, id=job_id)
+    assert video_attachments(harness.response_message(shown))
+    peek = await harness.invoke("/job show", user=server.bob, channel=server.general, id=job_id)
+    assert f"You have no job #{job_id}" in harness.ephemeral_text(peek)
+    meddle = await harness.invoke("/job cancel", user=server.bob, channel=server.general, id=job_id)
+    assert f"You have no job #{job_id}" in harness.ephemeral_text(meddle)
+    late = await harness.invoke("/job cancel", user=server.alice, channel=server.general, id=job_id)
+    assert "already delivered" in harness.ephemeral_text(late)
+
+
+async def test_own_openai_key_is_encrypted_and_bills_no_credits(harness: BotHarness) -> None:
+    server, bot = harness.server, harness.bot
+    assert bot is not None
+    key = "sk-test-" + "k" * 40
+    opened = await harness.invoke("/openai-key set", user=server.alice, channel=server.general)
+    assert opened.response_type == 9 and opened.modal is not None
+    field = opened.modal["components"][0]["components"][0]["custom_id"]
+    submitted = await server.submit_modal(opened.modal["custom_id"], {field: key}, user=server.alice,
+                                          channel=server.general)
+    await submitted.wait_response()
+    await harness.wait_for_message(server.general, lambda m: "Key stored" in m["content"])
+    raw = bot.settings.database_path.read_bytes() + b"".join(
+        p.read_bytes() for p in bot.settings.database_path.parent.glob("*.sqlite3-wal"))
+    assert key.encode() not in raw
+    assert key not in json.dumps([r.body for r in server.requests], default=str)
+    status = await harness.invoke("/openai-key status", user=server.alice, channel=server.general)
+    assert "A key is stored" in harness.ephemeral_text(status) and key not in harness.ephemeral_text(status)
+    await harness.invoke("/sora", user=server.alice, channel=server.general, prompt="On my bill.", use_own_key=True)
+    [job_id] = await job_ids(harness, server.alice)
+    await harness.wait_job(job_id, JobState.DELIVERED)
+    assert await bot.store.ledger.entries_for_job(job_id) == []
+    assert await bot.store.ledger.balance(server.alice) == 120
+    removed = await harness.invoke("/openai-key remove", user=server.alice, channel=server.general)
+    assert "Key deleted" in harness.ephemeral_text(removed)
