@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -204,8 +204,8 @@ class Delivery:
         post = Post(content=content, embed=embed, files=[attachment] if attachment else [],
                     view=ui.result_view(job))
         outcome = await self._send(job, post, nonce=f"job{job.id}")
-        if outcome.message_id is not None:
-            await self._edit_original(job, request, force=True)
+        if outcome.message_id is not None:  # show the final state on the original answer too
+            await self._edit_original(replace(job, state=JobState.DELIVERED))
         return outcome
 
     async def _deliver_compare(self, job: Job) -> Delivered:
@@ -253,6 +253,8 @@ class Delivery:
                                              delivered_channel_id=outcome.channel_id)
             except StorageError:
                 log.info("compare %s: partner job %s already settled", compare.id, partner.id)
+        if outcome.message_id is not None:
+            await self._edit_original(replace(job, state=JobState.DELIVERED))
         return outcome
 
     async def ended(self, job: Job) -> None:
@@ -263,7 +265,7 @@ class Delivery:
             content = f"<@{job.user_id}> job #{job.id} ({request.label}) was canceled.{refund}"
         else:
             content = f"<@{job.user_id}> job #{job.id} ({request.label}) failed: {ui.failure_words(job)}{refund}"
-        await self._edit_original(job, request, force=True)
+        await self._edit_original(job)
         try:
             await self._send(job, Post(content=content), nonce=f"end{job.id}")
         except DeliveryRetry:
@@ -277,21 +279,30 @@ class Delivery:
         now = self.clock()
         if job.last_progress_edit_at is not None and now - job.last_progress_edit_at < PROGRESS_EVERY:
             return False
-        request = request_from_json(job.model, job.request_json)
-        return await self._edit_original(job, request)
+        return await self._edit_original(job)
 
-    async def _edit_original(self, job: Job, request: Any, *, force: bool = False) -> bool:
+    async def _edit_original(self, job: Job) -> bool:
+        """Show the job's state on the command's answer (both jobs of a /compare share one answer)."""
         webhook = self._webhook(job)
         if webhook is None:
             return False
-        embed = ui.job_embed(job, request)
-        if job.state in (JobState.FAILED, JobState.CANCELED):
-            embed.colour = ui.ERROR_COLOUR
-            embed.add_field(name="Why", value=ui.failure_words(job), inline=False)
+        jobs = [job]
+        if job.compare_id is not None:
+            pair = await self.store.jobs.compare_jobs(job.compare_id)
+            jobs = [job if other.id == job.id else other for other in pair]
+        embeds = []
+        view = discord.ui.View(timeout=None)
+        for shown in jobs:
+            embed = ui.job_embed(shown, request_from_json(shown.model, shown.request_json))
+            if shown.state in (JobState.FAILED, JobState.CANCELED):
+                embed.colour = ui.ERROR_COLOUR
+                embed.add_field(name="Why", value=ui.failure_words(shown), inline=False)
+            embeds.append(embed)
+            if shown.state.active:
+                view.add_item(ui.JobButton(shown.id, "cancel"))
         message_id: Any = job.response_message_id or "@original"
         try:
-            await webhook.edit_message(message_id, embed=embed,
-                                       view=ui.running_view(job) if job.state.active else None)
+            await webhook.edit_message(message_id, embeds=embeds, view=view if view.children else None)
         except discord.HTTPException as error:
             log.info("job %s: progress edit refused (%s)", job.id, error.status)
             return False

@@ -61,7 +61,11 @@ class Database:
         """Open the file (creating its folder), apply pending migrations."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await self._open()
-        await self.migrate()
+        try:
+            await self.migrate()
+        except BaseException:
+            await self.close()
+            raise
         self._reader = await self._open()
 
     async def close(self) -> None:

@@ -92,6 +92,9 @@ async def test_compare_posts_one_message_with_both_videos_and_records_votes(harn
         assert job is not None
         await harness.wait_job(job.id, JobState.DELIVERED)
     assert sum(1 for m in server.messages[server.general] if "comparison is ready" in m["content"]) == 1
+    answer = harness.response_message(ack)  # the shared answer shows both jobs as done
+    assert [e["title"].split(" · ")[0] for e in answer["embeds"]] == ["Kling 2.0", "Sora 2"]
+    assert json.dumps(answer["embeds"]).count("Done") == 2
     compare_id = jobs[0].compare_id  # type: ignore[union-attr]
     vote = await harness.click(result, f"cmp:{compare_id}:vote:a", user=server.bob)
     text = harness.ephemeral_text(vote)
@@ -166,3 +169,28 @@ async def test_own_openai_key_is_encrypted_and_bills_no_credits(harness: BotHarn
     assert await bot.store.ledger.balance(server.alice) == 120
     removed = await harness.invoke("/openai-key remove", user=server.alice, channel=server.general)
     assert "Key deleted" in harness.ephemeral_text(removed)
+
+
+async def test_help_and_models_explain_the_choice(harness: BotHarness) -> None:
+    server = harness.server
+    shown = await harness.invoke("/models", user=server.alice, channel=server.general)
+    text = json.dumps(harness.response_message(shown)["embeds"])
+    assert "Kling 2.0 vs Sora 2" in text and "synchronized" in text and "Sora 12 s" not in text
+    assert "Sora high 12 s: 120 credits" in text
+    helped = await harness.invoke("/help", user=server.alice, channel=server.general)
+    assert "/compare" in json.dumps(harness.response_message(helped)["embeds"])
+
+
+@pytest.mark.settings(simulated_speed=0.01)
+async def test_progress_edits_are_coalesced(harness: BotHarness) -> None:
+    """Many polls, but the original response is edited at most once per 10 s (plus the final edit)."""
+    server = harness.server
+    ack = await harness.invoke("/sora", user=server.alice, channel=server.general, prompt="Waves.", duration=8)
+    [job_id] = await job_ids(harness, server.alice)
+    await harness.wait_job(job_id, JobState.DELIVERED)
+    polls = harness.bot.poller.iterations if harness.bot else 0
+    edits = [r for r in server.requests if r.method == "PATCH" and "/webhooks/" in r.path]
+    assert polls > 3
+    assert 1 <= len(edits) <= 3
+    final = harness.response_message(ack)
+    assert "Done" in json.dumps(final["embeds"]) and final["components"] == []
