@@ -7,6 +7,8 @@ format: the poller sees `submit`, `status`, `fetch`, `cancel` and the taxonomy b
 from __future__ import annotations
 
 import abc
+import base64
+import mimetypes
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -102,6 +104,10 @@ class VideoProvider(abc.ABC):
         """The provider's model id for this request (configuration, shown in errors)."""
         return "unknown"
 
+    def notes(self, request: AnyRequest) -> list[str]:
+        """Things the user should know about how this provider will treat the request."""
+        return []
+
     def expected_seconds(self, request: AnyRequest) -> tuple[float, float]:
         """How long a task usually takes here; the poller's backoff prior."""
         return request.typical_wait()
@@ -128,3 +134,10 @@ class VideoProvider(abc.ABC):
 
     async def aclose(self) -> None:
         """Release connections."""
+
+
+def data_uri(path: str | Path) -> str:
+    """A reference image as a data URI (providers must not get Discord CDN URLs: they expire)."""
+    file = Path(path)
+    kind = mimetypes.guess_type(file.name)[0] or "image/png"
+    return f"data:{kind};base64," + base64.b64encode(file.read_bytes()).decode("ascii")
