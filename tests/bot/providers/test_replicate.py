@@ -141,7 +141,7 @@ async def test_failed_unknown_missing_and_expired_outputs(provider: ReplicatePro
     assert failed.state is ProviderState.FAILED and failed.error and failed.error.kind is ErrorKind.CONTENT_POLICY
     odd = JobContext(job_id=2, request=parse_request("kling", prompt="weird-status"))
     task = await provider.submit(odd)
-    assert [s for s in await finish(provider, odd, task)] == [ProviderState.RUNNING] * 5
+    assert await finish(provider, odd, task) == [ProviderState.RUNNING] * 5
     empty = JobContext(job_id=3, request=parse_request("kling", prompt="no-output"))
     task = await provider.submit(empty)
     await provider.status(task, empty)
