@@ -373,7 +373,8 @@ class Poller:
             log.info("job %s: %s; retrying", job.id, error.kind.value)
             await self._retry_later(job, error, code=error.kind.value)
             return
-        await self._fail(job, error.kind.value, error.message)
+        model = {"provider_model": error.model} if error.model else {}
+        await self._fail(job, error.kind.value, error.message, **model)
 
     async def _retry_later(self, job: Job, error: ProviderError, *, code: str) -> None:
         if job.attempts >= MAX_RETRIES:
@@ -383,11 +384,11 @@ class Poller:
         await self.store.jobs.update(job.id, owner=self.owner, attempts=job.attempts + 1, error_code=code,
                                      error_message=error.message, next_run_at=self.clock() + delay, release=True)
 
-    async def _fail(self, job: Job, code: str, message: str) -> None:
+    async def _fail(self, job: Job, code: str, message: str, **changes: object) -> None:
         """Fail and refund (exactly once: the ledger's settle key), then tell the user."""
         log.info("job %s failed: %s", job.id, code)
         job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.FAILED, error_code=code,
-                                           error_message=message)
+                                           error_message=message, **changes)
         await self._notify_ended(job)
 
     async def _notify_ended(self, job: Job) -> None:

@@ -81,6 +81,7 @@ class Video(commands.Cog):
             return
         notes = list(notes or [])
         for request in requests:
+            notes.extend(self.bot.providers.for_model(request.model).notes(request))
             if isinstance(request, KlingRequest) and (hint := kling_prompt_hint(request.prompt)):
                 notes.append(hint)
         note = "\n".join(notes) or None

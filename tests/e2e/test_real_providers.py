@@ -1,0 +1,98 @@
+"""/kling and /sora through the loopback Discord with each real adapter pointed at its fake server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox.discord_server import LoopbackDiscord
+from storage import JobState, LedgerKind
+from tests.bot.providers.fakes import (
+    KLING_ACCESS,
+    KLING_SECRET,
+    OPENAI_KEY,
+    REPLICATE_TOKEN,
+    VIDEO_BYTES,
+    FakeProviders,
+)
+from tests.e2e.harness import BotHarness, e2e_settings
+from tests.e2e.test_video import is_result, job_ids, video_attachments
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeProviders]:
+    server = FakeProviders()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def start_bot(server: LoopbackDiscord, fake: FakeProviders, tmp_path: Path, **overrides: object) -> BotHarness:
+    settings = e2e_settings(
+        tmp_path, server, poll_time_scale=0.0005,
+        replicate_api_base=f"{fake.base}/replicate", replicate_api_token=REPLICATE_TOKEN,
+        openai_base_url=f"{fake.base}/openai/v1", openai_api_key=OPENAI_KEY,
+        kling_api_base=f"{fake.base}/kling", kling_access_key=KLING_ACCESS, kling_secret_key=KLING_SECRET,
+        **overrides,
+    )
+    harness = BotHarness(server=server, settings=settings)
+    await harness.start()
+    return harness
+
+
+@pytest.mark.parametrize(("kling", "sora"), [("kling", "openai"), ("replicate", "replicate")])
+async def test_kling_and_sora_through_real_adapters(server: LoopbackDiscord, fake: FakeProviders, tmp_path: Path,
+                                                    kling: str, sora: str) -> None:
+    harness = await start_bot(server, fake, tmp_path, kling_provider=kling, sora_provider=sora)
+    try:
+        ack = await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="A fox.",
+                                   cfg_scale=0.9)
+        note = str(harness.response_message(ack)["embeds"])
+        assert ("ignores CFG scale" in note) is (kling == "kling")
+        await harness.invoke("/sora", user=server.alice, channel=server.general, prompt="Waves.", duration=8)
+        kling_id, sora_id = sorted(await job_ids(harness, server.alice))
+        for job_id in (kling_id, sora_id):
+            result = await harness.wait_for_message(server.general, is_result(job_id))
+            [video] = video_attachments(result)
+            assert server.files[int(video["id"])][0] == VIDEO_BYTES
+            job = await harness.wait_job(job_id, JobState.DELIVERED)
+            assert job.provider in (kling, sora) and job.provider_job_id
+        assert fake.requests_to(r"/kling/v1/videos/text2video$" if kling == "kling" else r"kling-v2.0/predictions")
+        assert fake.requests_to(r"/openai/v1/videos$" if sora == "openai" else r"sora-2/predictions")
+    finally:
+        await harness.stop()
+
+
+async def test_retired_model_is_refunded_with_a_message_for_the_operator(
+    server: LoopbackDiscord, fake: FakeProviders, tmp_path: Path
+) -> None:
+    fake.openai_retired = True
+    harness = await start_bot(server, fake, tmp_path, sora_provider="openai")
+    try:
+        await harness.invoke("/sora", user=server.bob, channel=server.general, prompt="Gone.")
+        [job_id] = await job_ids(harness, server.bob)
+        notice = await harness.wait_for_message(server.general, lambda m: f"job #{job_id} " in m["content"]
+                                                and "failed" in m["content"])
+        assert "sora-2" in notice["content"] and "SORA_MODEL" in notice["content"]
+        assert "16 credits were refunded" in notice["content"]
+        assert harness.bot is not None
+        kinds = [e.kind for e in await harness.bot.store.ledger.entries_for_job(job_id)]
+        assert kinds == [LedgerKind.RESERVE, LedgerKind.REFUND]
+    finally:
+        await harness.stop()
+
+
+async def test_rate_limited_then_succeeds(server: LoopbackDiscord, fake: FakeProviders, tmp_path: Path) -> None:
+    fake.fail(r"/predictions$", status=429, times=2, body={"detail": "throttled"}, headers={"Retry-After": "0"})
+    harness = await start_bot(server, fake, tmp_path, kling_provider="replicate")
+    try:
+        await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="Patient.")
+        [job_id] = await job_ids(harness, server.alice)
+        await harness.wait_for_message(server.general, is_result(job_id))
+        assert len(fake.requests_to(r"/predictions$", "POST")) == 3
+    finally:
+        await harness.stop()
