@@ -17,6 +17,7 @@ from bot.poller import Poller
 from bot.providers.registry import ProviderRegistry
 from bot.service import VideoService
 from bot.ui import JobButton, VoteButton
+from bot.web import WebServer
 from storage import CreditPolicy, Store
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ class VideoBot(commands.Bot):
     service: VideoService
 
     def __init__(self, settings: Settings, *, providers: ProviderRegistry | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, serve_web: bool = True) -> None:
+        """`serve_web=False` when something else serves the videos (the sandbox console)."""
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
@@ -49,6 +51,7 @@ class VideoBot(commands.Bot):
         self.settings = settings
         self.clock = clock
         self._providers = providers
+        self._serve_web = serve_web
         self.ready_at: float | None = None
 
     async def setup_hook(self) -> None:
@@ -67,6 +70,10 @@ class VideoBot(commands.Bot):
         self.add_dynamic_items(JobButton, VoteButton)
         await self.sync_commands()
         self.poller.start()
+        self.web: WebServer | None = None
+        if settings.public_base_url and self._serve_web:
+            self.web = WebServer(self)
+            await self.web.start()
 
     async def sync_commands(self) -> None:
         """Register the slash commands: instantly in a dev guild, else globally."""
@@ -82,6 +89,8 @@ class VideoBot(commands.Bot):
         log.info("ready as %s in %d guilds", self.user, len(self.guilds))
 
     async def close(self) -> None:
+        if getattr(self, "web", None) is not None:
+            await self.web.stop()  # type: ignore[union-attr]
         if hasattr(self, "poller"):
             await self.poller.stop()
         if hasattr(self, "providers"):

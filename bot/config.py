@@ -36,12 +36,15 @@ class Settings(BaseSettings):
     video_dir: Path = Path("data/videos")
     keep_videos_hours: float = Field(default=24.0, ge=0)
     public_base_url: str | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=8080, ge=0, le=65535)
 
     # Providers
     kling_provider: KlingProvider = "simulated"
     sora_provider: SoraProvider = "simulated"
     replicate_api_token: SecretStr | None = None
     replicate_api_base: str = "https://api.replicate.com"
+    replicate_webhook_secret: SecretStr | None = None
     openai_api_key: SecretStr | None = None
     openai_base_url: str = "https://api.openai.com/v1"
     openai_delete_after_download: bool = True

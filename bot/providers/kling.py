@@ -66,6 +66,12 @@ def make_jwt(access_key: str, secret_key: str, now: float) -> str:
     return f"{header}.{claims}.{_b64(signature)}"
 
 
+def callback_token(settings: Settings) -> str:
+    """Kling's callbacks are unsigned: the callback URL carries a token only we can derive."""
+    secret = settings.kling_secret_key.get_secret_value() if settings.kling_secret_key else ""
+    return hmac.new(secret.encode(), b"kling-callback", hashlib.sha256).hexdigest()[:32]
+
+
 def error_for_code(code: int, message: str, *, model: str, retry_after: float | None = None) -> ProviderError:
     """Kling's envelope codes mapped onto the taxonomy."""
     if 1000 <= code <= 1004 or code == 1103:
@@ -173,7 +179,8 @@ class KlingProvider(VideoProvider):
         if request.reference_image:
             body["image"] = base64.b64encode(Path(request.reference_image).read_bytes()).decode("ascii")
         if self.settings.public_base_url:
-            body["callback_url"] = f"{self.settings.public_base_url.rstrip('/')}/webhooks/kling"
+            token = callback_token(self.settings)
+            body["callback_url"] = f"{self.settings.public_base_url.rstrip('/')}/webhooks/kling?token={token}"
         return kind, body
 
     async def submit(self, ctx: JobContext) -> str:

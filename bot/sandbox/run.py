@@ -32,7 +32,7 @@ async def start_sandbox(settings: Settings) -> tuple[LoopbackDiscord, Console, V
         "public_base_url": settings.public_base_url or console.url,
     })
     point_discord_py_at(sandbox.discord_api_base, sandbox.discord_gateway_url)
-    bot = VideoBot(sandbox)
+    bot = VideoBot(sandbox, serve_web=False)
     console.bot = bot
     await bot.login(SANDBOX_TOKEN)
     task = asyncio.create_task(bot.connect())

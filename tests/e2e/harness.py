@@ -56,11 +56,12 @@ class BotHarness:
     bot: VideoBot | None = None
     task: asyncio.Task[None] | None = None
     clock: Callable[[], float] | None = None
+    serve_web: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     async def start(self) -> VideoBot:
         point_discord_py_at(self.settings.discord_api_base, self.settings.discord_gateway_url)
-        bot = VideoBot(self.settings, **({"clock": self.clock} if self.clock else {}))
+        bot = VideoBot(self.settings, serve_web=self.serve_web, **({"clock": self.clock} if self.clock else {}))
         await bot.login("loopback-token")
         self.task = asyncio.create_task(bot.connect(reconnect=True))
         async with asyncio.timeout(20):

@@ -96,3 +96,49 @@ async def test_rate_limited_then_succeeds(server: LoopbackDiscord, fake: FakePro
         assert len(fake.requests_to(r"/predictions$", "POST")) == 3
     finally:
         await harness.stop()
+
+
+async def test_signed_webhook_wakes_the_job_and_bad_ones_are_refused(
+    server: LoopbackDiscord, fake: FakeProviders, tmp_path: Path
+) -> None:
+    import base64
+    import json
+    import time
+
+    import httpx
+    from pydantic import SecretStr
+
+    from bot.providers.webhooks import sign
+
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    settings = e2e_settings(tmp_path, server, poll_time_scale=1.0, kling_provider="replicate",
+                            replicate_api_base=f"{fake.base}/replicate", replicate_api_token=REPLICATE_TOKEN,
+                            public_base_url="https://bot.example", web_port=0, replicate_webhook_secret=secret)
+    harness = BotHarness(server=server, settings=settings, serve_web=True)
+    bot = await harness.start()
+    try:
+        assert isinstance(settings.replicate_webhook_secret, SecretStr)
+        await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="Wake me.")
+        [job_id] = await job_ids(harness, server.alice)
+        job = await harness.wait_job(job_id, JobState.SUBMITTED)
+        assert job.next_run_at and job.next_run_at - time.time() > 30  # the prior says: look again in a minute
+        fake.steps = 0  # the provider has finished by the time it calls back
+        body = json.dumps({"id": job.provider_job_id, "status": "succeeded"}).encode()
+        stamp = int(time.time())
+        url = f"http://127.0.0.1:{bot.web.port}/webhooks/replicate"  # type: ignore[union-attr]
+        async with httpx.AsyncClient() as client:
+            forged = await client.post(url, content=body, headers={
+                "webhook-id": "m1", "webhook-timestamp": str(stamp), "webhook-signature": "v1,AAAA"})
+            assert forged.status_code == 401
+            good = await client.post(url, content=body, headers={
+                "webhook-id": "m1", "webhook-timestamp": str(stamp),
+                "webhook-signature": sign(secret, "m1", stamp, body)})
+            assert good.status_code == 200 and good.json()["woke"] is True
+        await harness.wait_for_message(server.general, is_result(job_id), timeout=10)
+        async with httpx.AsyncClient() as client:
+            served = await client.get(f"http://127.0.0.1:{bot.web.port}/videos/job{job_id}.mp4")  # type: ignore[union-attr]
+            assert served.status_code == 200 and served.content == VIDEO_BYTES
+            escape = await client.get(f"http://127.0.0.1:{bot.web.port}/videos/..%2Fbot.sqlite3")  # type: ignore[union-attr]
+            assert escape.status_code == 404
+    finally:
+        await harness.stop()
