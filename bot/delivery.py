@@ -21,6 +21,7 @@ import discord
 from bot import ui
 from bot.config import Settings
 from bot.crypto import SecretBox
+from bot.faults import crash_point
 from bot.poller import Delivered, DeliveryRetry
 from bot.providers.base import StatusResult
 from bot.requests import request_from_json
@@ -204,6 +205,7 @@ class Delivery:
         post = Post(content=content, embed=embed, files=[attachment] if attachment else [],
                     view=ui.result_view(job))
         outcome = await self._send(job, post, nonce=f"job{job.id}")
+        crash_point("after_post")
         if outcome.message_id is not None:  # show the final state on the original answer too
             await self._edit_original(replace(job, state=JobState.DELIVERED))
         return outcome

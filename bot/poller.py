@@ -25,6 +25,7 @@ import httpx
 from bot import images
 from bot.config import Settings
 from bot.crypto import SecretBox
+from bot.faults import crash_point
 from bot.providers.base import ErrorKind, JobContext, ProviderError, ProviderState, StatusResult, VideoProvider
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, request_from_json
@@ -267,6 +268,7 @@ class Poller:
         except ProviderError as error:
             await self._provider_error(job, error)
             return
+        crash_point("after_submit")
         low, high = provider.expected_seconds(request)
         now = self.clock()
         await self.store.jobs.update(
@@ -285,6 +287,7 @@ class Poller:
         except ProviderError as error:
             await self._provider_error(job, error)
             return
+        crash_point("while_polling")
         if status.state is ProviderState.SUCCEEDED:
             await self._download(job, ctx, provider, status)
         elif status.state is ProviderState.FAILED:
@@ -326,7 +329,9 @@ class Poller:
         dest = self.settings.video_dir / f"job{job.id}.mp4"
         try:
             await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+            crash_point("before_download")
             size = await provider.fetch(status.result_url, dest, ctx, max_bytes=MAX_VIDEO_BYTES)
+            crash_point("after_download")
         except ProviderError as error:
             await self._provider_error(job, error)
             return
@@ -387,6 +392,7 @@ class Poller:
     async def _fail(self, job: Job, code: str, message: str, **changes: object) -> None:
         """Fail and refund (exactly once: the ledger's settle key), then tell the user."""
         log.info("job %s failed: %s", job.id, code)
+        crash_point("during_refund")
         job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.FAILED, error_code=code,
                                            error_message=message, **changes)
         await self._notify_ended(job)

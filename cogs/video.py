@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import ui
+from bot.faults import crash_point
 from bot.images import ImageError, check_attachment
 from bot.requests import (
     AnyRequest,
@@ -79,6 +80,7 @@ class Video(commands.Cog):
         except NoOwnKey:
             await refuse(interaction, "`use_own_key` needs your OpenAI key: store it with `/openai-key set` first.")
             return
+        crash_point("after_reserve")
         notes = list(notes or [])
         for request in requests:
             notes.extend(self.bot.providers.for_model(request.model).notes(request))

@@ -1,0 +1,116 @@
+"""Crash consistency: SIGKILL the real bot process at each point of a job's life, restart it, and
+check that nothing is lost or duplicated. Prints a table of points × outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.faults import POINTS
+from bot.sandbox.discord_server import LoopbackDiscord
+from storage import JobState, LedgerKind, Store
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).parents[2]
+RESULTS: dict[str, str] = {}
+
+
+class BotProcess:
+    """`python -m bot` against the loopback Discord, as a separate process."""
+
+    def __init__(self, server: LoopbackDiscord, data: Path) -> None:
+        self.server = server
+        self.data = data
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self, crash_at: str | None = None) -> None:
+        env = {key: value for key, value in os.environ.items() if key.startswith(("PATH", "HOME", "LANG"))}
+        env.update({
+            "DISCORD_TOKEN": "crash-test", "DISCORD_API_BASE": self.server.api_base,
+            "DISCORD_GATEWAY_URL": self.server.gateway_url, "DATABASE_PATH": str(self.data / "bot.sqlite3"),
+            "VIDEO_DIR": str(self.data / "videos"), "SIMULATED_SPEED": "0.002", "SIMULATED_FPS": "2",
+            "SECRET_KEY": "crash", "WORKER_ID": "crash-worker", "LOG_LEVEL": "WARNING",
+        })
+        if crash_at:
+            env["BOT_CRASH_AT"] = crash_at
+        self.server.identified.clear()
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=str(ROOT), env=env,
+            stdout=asyncio.subprocess.DEVNULL, stderr=open(self.data / "bot.log", "ab"),  # noqa: SIM115 - closed with the process
+        )
+        async with asyncio.timeout(30):
+            await self.server.identified.wait()
+            while not self.server.registered_commands():
+                await asyncio.sleep(0.05)
+
+    async def wait_killed(self) -> int:
+        assert self.process is not None
+        async with asyncio.timeout(30):
+            return await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.process and self.process.returncode is None:
+            self.process.terminate()
+            async with asyncio.timeout(15):
+                await self.process.wait()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report() -> AsyncIterator[None]:
+    yield
+    if RESULTS:
+        width = max(len(point) for point in RESULTS)
+        print("\n\n" + "crash point".ljust(width) + "  outcome after restart")
+        for point, outcome in RESULTS.items():
+            print(f"{point.ljust(width)}  {outcome}")
+
+
+@pytest.mark.parametrize("point", POINTS)
+async def test_kill_and_restart_loses_and_duplicates_nothing(server: LoopbackDiscord, tmp_path: Path,
+                                                             point: str) -> None:
+    bot = BotProcess(server, tmp_path)
+    prompt = "Crash test [fail:content_policy]" if point == "during_refund" else "Crash test"
+    await bot.start(crash_at=point)
+    interaction = await server.invoke("/kling", user=server.alice, channel=server.general, options={"prompt": prompt})
+    assert await bot.wait_killed() == -9
+    await bot.start()  # the same data directory, no crash point
+    try:
+        if point == "during_refund":
+            await server.wait_for_message(server.general, lambda m: "failed" in m["content"], within=30)
+        else:
+            result = await server.wait_for_message(server.general, lambda m: "is ready" in m["content"], within=30)
+        store = await Store.open(tmp_path / "bot.sqlite3")
+        try:
+            [job] = await store.jobs.for_user(server.alice)
+            for _ in range(100):  # the final state is written right after the post
+                job = await store.jobs.get(job.id)  # type: ignore[assignment]
+                if job is not None and job.state.terminal:
+                    break
+                await asyncio.sleep(0.05)
+            assert job is not None
+            kinds = [entry.kind for entry in await store.ledger.entries_for_job(job.id)]
+            audit = await store.ledger.audit()
+        finally:
+            await store.close()
+        assert kinds.count(LedgerKind.RESERVE) == 1
+        assert kinds.count(LedgerKind.CAPTURE) + kinds.count(LedgerKind.REFUND) == 1
+        assert audit == {"balance_mismatch": 0, "negative_balance": 0, "unsettled_finished_jobs": 0,
+                         "duplicate_entries": 0}
+        posted = [m for m in server.messages[server.general] if f"job #{job.id}" in m["content"]]
+        if point == "during_refund":
+            assert job.state is JobState.FAILED and kinds[-1] is LedgerKind.REFUND
+            RESULTS[point] = f"failed, refunded once, {len(posted)} notice"
+        else:
+            assert job.state is JobState.DELIVERED and kinds[-1] is LedgerKind.CAPTURE
+            assert len(posted) == 1, "the video was posted more than once"
+            rerun = await server.click(result, f"job:{job.id}:rerun", user=server.alice)
+            await rerun.wait_response(within=10)
+            RESULTS[point] = (f"delivered once, charged once, buttons work"
+                              f"{'' if interaction.response_type else ' (ack lost with the crash)'}")
+    finally:
+        await bot.stop()
