@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import retention
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.delivery import Delivery
@@ -70,6 +72,8 @@ class VideoBot(commands.Bot):
         self.add_dynamic_items(JobButton, VoteButton)
         await self.sync_commands()
         self.poller.start()
+        self._retention = asyncio.create_task(retention.run_forever(self.store, settings.keep_videos_hours),
+                                              name="retention")
         self.web: WebServer | None = None
         if settings.public_base_url and self._serve_web:
             self.web = WebServer(self)
@@ -91,6 +95,8 @@ class VideoBot(commands.Bot):
     async def close(self) -> None:
         if getattr(self, "web", None) is not None:
             await self.web.stop()  # type: ignore[union-attr]
+        if hasattr(self, "_retention"):
+            self._retention.cancel()
         if hasattr(self, "poller"):
             await self.poller.stop()
         if hasattr(self, "providers"):

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bot import images
+from bot import images, retention
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.faults import crash_point
@@ -367,9 +367,11 @@ class Poller:
                                          error_code="undelivered", error_message=outcome.note, next_run_at=None,
                                          release=True)
             return
-        await self.store.jobs.update(job.id, owner=self.owner, state=JobState.DELIVERED,
-                                     delivered_message_id=outcome.message_id,
-                                     delivered_channel_id=outcome.channel_id)
+        job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.DELIVERED,
+                                           delivered_message_id=outcome.message_id,
+                                           delivered_channel_id=outcome.channel_id)
+        if self.settings.keep_videos_hours == 0:
+            await retention.sweep(self.store, 0)
 
     # -- errors --------------------------------------------------------------------------------
 

@@ -298,6 +298,15 @@ class JobStore:
         stats.update({row[0]: int(row[1]) for row in rows})
         return stats
 
+    async def results_finished_before(self, cutoff: float, *, limit: int = 500) -> list[Job]:
+        """Delivered or failed jobs whose files are past retention (undelivered ones are kept)."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE result_path IS NOT NULL AND state IN ('delivered', 'failed', 'canceled')"
+            " AND finished_at < ? ORDER BY finished_at LIMIT ?",
+            (cutoff, limit),
+        )
+        return [Job.from_row(row) for row in rows]
+
     async def release_all(self, owner: str) -> int:
         """Give back every lease of a worker that is shutting down cleanly."""
         async with self.db.transaction() as conn:

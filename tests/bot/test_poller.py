@@ -288,3 +288,45 @@ async def test_loop_runs_jobs_concurrently_and_survives_a_crashing_step(
     finally:
         await poller.stop()
     assert sorted(notifier.delivered) == sorted(ids)
+
+
+async def test_unwritable_video_dir_fails_cleanly_with_a_refund(store: Store, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the video folder should be")
+    settings = Settings(video_dir=blocker / "videos", database_path=tmp_path / "db.sqlite3")
+    provider = ScriptedProvider()
+    notifier = RecordingNotifier()
+    clock = Clock()
+    poller = Poller(store, ProviderRegistry(settings, instances={"scripted": provider}), settings,
+                    notifier=notifier, secrets=SecretBox("k"), clock=clock, owner="w1")
+    job_id = await make_job(store, clock)
+    await step(poller, clock)
+    clock.now += 1000
+    provider.statuses = [StatusResult(ProviderState.SUCCEEDED, result_url="https://x/v.mp4")]
+    await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.FAILED and job.error_code == "storage" and "disk" in (job.error_message or "")
+    assert notifier.endings == [(job_id, "storage")]
+    assert await store.ledger.balance(1, now=clock.now) == 120
+
+
+async def test_provider_down_for_an_hour_is_bounded_and_refunded(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    """Every status call fails for an hour of simulated time: a handful of requests, then a refund."""
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    await step(poller, clock)
+    start = clock.now
+    provider.statuses = [ProviderError(ErrorKind.TRANSIENT, "502") for _ in range(1000)]
+    while clock.now - start < 3600:
+        job = await store.jobs.get(job_id)
+        if job.next_run_at is None:
+            break
+        clock.now = max(job.next_run_at, clock.now + 0.001)
+        await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    polls = provider.calls.count("status")
+    print(f"\nprovider down: {polls} status requests in {clock.now - start:.0f} s of simulated time, "
+          f"then {job.state.value}")
+    assert job.state is JobState.FAILED and job.error_code == "transient"
+    assert polls <= 10  # backoff, not a busy loop
+    assert await store.ledger.balance(1, now=clock.now) == 120

@@ -111,6 +111,13 @@ class BotHarness:
                     return job
                 await asyncio.sleep(0.02)
 
+    async def job_settled(self, job_id: int, timeout: float = 30.0) -> Any:
+        """Wait until a job no longer occupies a render slot (delivered, failed or canceled)."""
+        from storage import JobState
+
+        return await self.wait_job(job_id, JobState.DELIVERED, JobState.FAILED, JobState.CANCELED,
+                                   JobState.UNDELIVERED, timeout=timeout)
+
     def response_message(self, interaction: Interaction) -> dict[str, Any]:
         assert interaction.original_message_id is not None
         for message in self.server.all_messages():

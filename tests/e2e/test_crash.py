@@ -31,10 +31,10 @@ class BotProcess:
     async def start(self, crash_at: str | None = None) -> None:
         env = {key: value for key, value in os.environ.items() if key.startswith(("PATH", "HOME", "LANG"))}
         env.update({
-            "DISCORD_TOKEN": "crash-test", "DISCORD_API_BASE": self.server.api_base,
+            "DISCORD_TOKEN": "crash-test-discord-token", "DISCORD_API_BASE": self.server.api_base,
             "DISCORD_GATEWAY_URL": self.server.gateway_url, "DATABASE_PATH": str(self.data / "bot.sqlite3"),
             "VIDEO_DIR": str(self.data / "videos"), "SIMULATED_SPEED": "0.002", "SIMULATED_FPS": "2",
-            "SECRET_KEY": "crash", "WORKER_ID": "crash-worker", "LOG_LEVEL": "WARNING",
+            "SECRET_KEY": "crash-secret-key", "WORKER_ID": "crash-worker", "LOG_LEVEL": "DEBUG",
         })
         if crash_at:
             env["BOT_CRASH_AT"] = crash_at
@@ -112,5 +112,10 @@ async def test_kill_and_restart_loses_and_duplicates_nothing(server: LoopbackDis
             await rerun.wait_response(within=10)
             RESULTS[point] = (f"delivered once, charged once, buttons work"
                               f"{'' if interaction.response_type else ' (ack lost with the crash)'}")
+        # Secrets never reach the log, even at DEBUG: the bot token, the secret key, interaction tokens.
+        log = (tmp_path / "bot.log").read_text()
+        assert "job" in log  # the log is really there
+        for secret in ["crash-test-discord-token", "crash-secret-key", interaction.token]:
+            assert secret not in log
     finally:
         await bot.stop()

@@ -1,0 +1,33 @@
+"""Retention: delivered videos go after KEEP_VIDEOS_HOURS; undelivered ones stay for /job show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.retention import sweep
+from storage import JobState, NewJob, Store
+
+NOW = 1_800_000_000.0
+
+
+async def finished_job(store: Store, tmp_path: Path, state: JobState, finished_at: float) -> int:
+    [job] = await store.jobs.create([NewJob(user_id=1, model="kling", provider="simulated", request_json="{}",
+                                            price=1)], now=finished_at)
+    path = tmp_path / f"job{job.id}.mp4"
+    path.write_bytes(b"video")
+    await store.jobs.update(job.id, state=JobState.SUBMITTED, now=finished_at)
+    await store.jobs.update(job.id, state=JobState.DOWNLOADED, result_path=str(path), now=finished_at)
+    await store.jobs.update(job.id, state=state, now=finished_at)
+    return job.id
+
+
+async def test_sweep_removes_only_expired_delivered_files(store: Store, tmp_path: Path) -> None:
+    old = await finished_job(store, tmp_path, JobState.DELIVERED, NOW - 48 * 3600)
+    fresh = await finished_job(store, tmp_path, JobState.DELIVERED, NOW - 3600)
+    stranded = await finished_job(store, tmp_path, JobState.UNDELIVERED, NOW - 48 * 3600)
+    assert await sweep(store, 24, now=NOW) == 1
+    assert not (tmp_path / f"job{old}.mp4").exists()
+    assert (await store.jobs.get(old)).result_path is None  # type: ignore[union-attr]
+    assert (tmp_path / f"job{fresh}.mp4").exists() and (tmp_path / f"job{stranded}.mp4").exists()
+    assert await sweep(store, 0, now=NOW) == 1  # keep 0 h: delivered files go at once
+    assert (tmp_path / f"job{stranded}.mp4").exists()
