@@ -58,6 +58,8 @@ def setup_logging(level: str, secrets: Iterable[str] = ()) -> RedactingFilter:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # discord.py's debug output includes request URLs with tokens; keep it at INFO at most.
-    logging.getLogger("discord").setLevel(max(logging.getLevelNamesMapping()[level], logging.INFO))
+    # discord.py's debug output includes request URLs with tokens, aiosqlite's every SQL parameter:
+    # keep both at INFO at most.
+    for noisy in ("discord", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(max(logging.getLevelNamesMapping()[level], logging.INFO))
     return redactor
