@@ -86,6 +86,8 @@ class Interaction:
     followups: list[int] = field(default_factory=list)
     modal: dict[str, Any] | None = None
     error: str | None = None
+    sent_at: float | None = None  # perf_counter when INTERACTION_CREATE went out (latency benchmarks)
+    acked_at: float | None = None
     responded: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def wait_response(self, within: float = 10.0) -> dict[str, Any]:
@@ -492,6 +494,7 @@ class LoopbackDiscord:
             payload["message"] = message
         interaction.payload = payload
         self.interactions[interaction.id] = interaction
+        interaction.sent_at = time.perf_counter()
         await self.broadcast("INTERACTION_CREATE", payload)
         return interaction
 
@@ -665,6 +668,7 @@ class LoopbackDiscord:
             self._publish({"type": "modal", "user_id": str(interaction.user_id), "data": data,
                            "channel_id": str(interaction.channel_id)})
         interaction.response_type = kind
+        interaction.acked_at = time.perf_counter()
         interaction.response = data
         interaction.responded.set()
         self._publish({"type": "interaction_response", "interaction_id": str(interaction.id), "kind": kind})
