@@ -1,0 +1,16 @@
+"""Run every benchmark in turn: `python -m bench`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench import ack_latency, delivery_memory, polling, scale, startup
+
+
+def main() -> None:
+    for module in (ack_latency, polling, scale, delivery_memory, startup):
+        asyncio.run(module.main())
+
+
+if __name__ == "__main__":
+    main()
