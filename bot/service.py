@@ -97,9 +97,8 @@ class VideoService:
                     parent_job_id=parent_job_id,
                 )
             )
-        jobs = await self.store.jobs.create(new_jobs, now=time.time(), compare=compare)
+        jobs, balance = await self.store.jobs.create_with_balance(new_jobs, now=time.time(), compare=compare)
         self.poller.wake()
-        balance = await self.store.ledger.balance(origin.user_id)
         return Created(jobs=jobs, balance=balance, eta_seconds=max(self.eta(r) for r in requests))
 
     async def cancel(self, job: Job) -> tuple[Job, bool]:

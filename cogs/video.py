@@ -95,12 +95,8 @@ class Video(commands.Cog):
         view = discord.ui.View(timeout=None)
         for job in created.jobs:
             view.add_item(ui.JobButton(job.id, "cancel"))
-        response = await interaction.response.send_message(embeds=embeds, view=view,
-                                                           allowed_mentions=ui.NO_MENTIONS)
-        message_id = getattr(response.resource, "id", None) if response is not None else None
-        if message_id:
-            for job in created.jobs:
-                await self.bot.store.jobs.update(job.id, response_message_id=message_id)
+        # Later edits address this answer as @original, so nothing more is written on the hot path.
+        await interaction.response.send_message(embeds=embeds, view=view, allowed_mentions=ui.NO_MENTIONS)
 
     # -- commands ------------------------------------------------------------------------------
 

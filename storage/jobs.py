@@ -77,12 +77,18 @@ class JobStore:
     async def create(
         self, new_jobs: Sequence[NewJob], *, now: float | None = None, compare: tuple[bool, str] | None = None
     ) -> list[Job]:
+        jobs, _ = await self.create_with_balance(new_jobs, now=now, compare=compare)
+        return jobs
+
+    async def create_with_balance(
+        self, new_jobs: Sequence[NewJob], *, now: float | None = None, compare: tuple[bool, str] | None = None
+    ) -> tuple[list[Job], int]:
         """Reserve credits and store the jobs atomically; raise if the user can't afford or run them.
 
         With `compare=(blind, slot_a)` the jobs are also tied together as one /compare pair.
         """
         if not new_jobs:
-            return []
+            return [], 0
         now = time.time() if now is None else now
         user_ids = {job.user_id for job in new_jobs}
         if len(user_ids) != 1:
@@ -130,7 +136,7 @@ class JobStore:
                         now=now,
                         reason=f"{job.model} job {job_id}",
                     )
-            return [await _row(conn, job_id) for job_id in created]
+            return [await _row(conn, job_id) for job_id in created], balance - total
 
     async def get(self, job_id: int) -> Job | None:
         row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))

@@ -19,10 +19,13 @@ class PriceStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._cache: dict[str, int] | None = None  # read on every command; changed only by admins
 
     async def overrides(self) -> dict[str, int]:
-        rows = await self.db.fetchall("SELECT key, credits FROM prices")
-        return {row["key"]: int(row["credits"]) for row in rows}
+        if self._cache is None:
+            rows = await self.db.fetchall("SELECT key, credits FROM prices")
+            self._cache = {row["key"]: int(row["credits"]) for row in rows}
+        return dict(self._cache)
 
     async def set(self, key: str, credits: int, *, actor_id: int, now: float | None = None) -> None:
         if key not in PRICE_KEYS:
@@ -41,6 +44,7 @@ class PriceStore:
                 "INSERT INTO audit_log (actor_id, action, detail, created_at) VALUES (?, 'set_price', ?, ?)",
                 (actor_id, json.dumps({"key": key, "credits": credits}), now),
             )
+        self._cache = None
 
 
 class KeyStore:

@@ -94,7 +94,7 @@ NASTY = [
     "@everyone look at this", "@here <@&123> <@1> ping", "**bold** __under__ ~~strike~~ `code` ||spoiler||",
     "[link](https://evil.example) https://x.example", "\u202eevil RTL override\u202c", "zero\u200bwidth\u200djoin",
     "emoji 🎬🦊" * 50, "<script>alert(1)</script>", "line\n" * 40, "x" * 2500, "ﷺ" * 300,
-    "\x00\x01 control", "${jndi:ldap://x}", "'; DROP TABLE jobs; --",
+    "\x00\x01 control", "${jndi:ldap://x}", "'; DROP TABLE jobs; --", "y" * 6000,
 ]
 
 
@@ -119,5 +119,9 @@ async def test_hostile_prompts_are_echoed_inertly(harness: BotHarness) -> None:
             await harness.job_settled(job_id)
     posted = [m for m in server.all_messages() if m.get("allowed_mentions") is not None]
     assert all(m["allowed_mentions"].get("parse") == [] for m in posted)
-    print(f"\nhostile input: {tried} prompts tried; no mention could ping, every echo escaped")
+    huge = await harness.invoke("/kling", user=server.bob, channel=server.general, prompt="big picture",
+                                attachments={"image": ("big.png", b"\x89PNG" + b"0" * (21 * 1024 * 1024), "image/png")})
+    assert "too large" in harness.ephemeral_text(huge)
+    tried += 1
+    print(f"\nhostile input: {tried} inputs tried; no mention could ping, every echo escaped")
     assert ui.quote("@everyone").startswith("@\u200b")
