@@ -1,19 +1,24 @@
-"""SQLite connections, migrations and transactions.
+"""Database connections, migrations and transactions, for SQLite (default) and PostgreSQL.
 
-One writer connection (serialised by a lock, `BEGIN IMMEDIATE` so other processes wait on the
-file lock rather than failing mid-transaction) and one reader connection: WAL lets readers see
-the last committed state without waiting for writers.
+All SQL in storage/ is written once with `?` placeholders and portable syntax; the few places
+where the engines must differ (locking, claiming with SKIP LOCKED) ask `db.dialect`.
+
+SQLite: one writer connection (serialised by a lock, `BEGIN IMMEDIATE` so other processes wait on
+the file lock rather than failing mid-transaction) and one reader; WAL lets readers see the last
+committed state without waiting for writers. PostgreSQL: an asyncpg pool; row locks
+(`FOR UPDATE`, `SKIP LOCKED`) keep several processes from stepping on each other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -24,10 +29,13 @@ class MigrationError(RuntimeError):
     pass
 
 
-def load_migrations() -> list[tuple[int, str, str]]:
-    """Return (version, name, sql) for every bundled migration, checking there are no gaps."""
+def load_migrations(dialect: str = "sqlite") -> list[tuple[int, str, str]]:
+    """Return (version, name, sql) for every bundled migration of a dialect, checking there are no gaps."""
+    folder = resources.files("storage.migrations")
+    if dialect == "postgres":
+        folder = folder.joinpath("postgres")
     found = []
-    for entry in resources.files("storage.migrations").iterdir():
+    for entry in folder.iterdir():
         match = MIGRATION_NAME.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
@@ -38,8 +46,60 @@ def load_migrations() -> list[tuple[int, str, str]]:
     return found
 
 
-class Database:
+class Tx(Protocol):
+    """A transaction (or plain connection) with one small API over both engines."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+
+class Database(Protocol):
+    dialect: str
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def migrate(self) -> int: ...
+
+    async def schema_version(self) -> int: ...
+
+    def transaction(self) -> Any: ...
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any: ...
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]: ...
+
+
+class SQLiteTx:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self.conn.execute(sql, tuple(params))
+        return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(sql, [tuple(row) for row in rows])
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+
+class SQLiteDatabase:
     """The bot's SQLite file."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = Path(path)
@@ -87,7 +147,7 @@ class Database:
 
     async def migrate(self) -> int:
         """Apply every pending migration in one transaction; return the new version."""
-        migrations = load_migrations()
+        migrations = load_migrations("sqlite")
         latest = migrations[-1][0] if migrations else 0
         async with self._write_lock:
             current = await self.schema_version()
@@ -108,25 +168,36 @@ class Database:
         return latest
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[SQLiteTx]:
         """Run a write transaction; commits on success, rolls back on any exception."""
         async with self._write_lock:
             conn = self.writer
             await conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
+                yield SQLiteTx(conn)
             except BaseException:
                 await conn.execute("ROLLBACK")
                 raise
             else:
                 await conn.execute("COMMIT")
 
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        conn = self._reader or self.writer
-        async with conn.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        return await SQLiteTx(self._reader or self.writer).fetchone(sql, tuple(params))
 
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        conn = self._reader or self.writer
-        async with conn.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        return await SQLiteTx(self._reader or self.writer).fetchall(sql, tuple(params))
+
+
+def open_database(location: Path | str) -> Database:
+    """`postgresql://…` URLs go to PostgreSQL, anything else is a SQLite file path."""
+    if isinstance(location, str) and location.startswith(("postgresql://", "postgres://")):
+        from storage.postgres import PostgresDatabase
+
+        return PostgresDatabase(location)
+    return SQLiteDatabase(location)
+
+
+def numbered(sql: str) -> str:
+    """`?` placeholders to PostgreSQL's `$1, $2, …` (our SQL has no literal question marks)."""
+    counter = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)

@@ -13,10 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
 from storage import ledger
-from storage.database import Database
+from storage.database import Database, Tx
 from storage.models import (
     ACTIVE,
     JOB_COLUMNS,
@@ -59,12 +57,16 @@ _INSERT_COLUMNS = (
 )
 
 
-async def _row(conn: aiosqlite.Connection, job_id: int) -> Job:
-    async with conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cursor:
-        row = await cursor.fetchone()
+async def _row(conn: Tx, job_id: int, *, lock: bool = False) -> Job:
+    row = await conn.fetchone("SELECT * FROM jobs WHERE id = ?" + (" FOR UPDATE" if lock else ""), (job_id,))
     if row is None:
         raise JobNotFound(job_id)
     return Job.from_row(row)
+
+
+def _plain(value: Any) -> Any:
+    """Flags are stored as 0/1 integers on both engines (PostgreSQL will not take a bool there)."""
+    return int(value) if isinstance(value, bool) else value
 
 
 class JobStore:
@@ -96,11 +98,10 @@ class JobStore:
         user_id = user_ids.pop()
         total = sum(job.price for job in new_jobs)
         async with self.db.transaction() as conn:
-            balance = await ledger.ensure_user(conn, user_id, self.policy, now)
-            async with conn.execute(
+            balance = await ledger.ensure_user(conn, user_id, self.policy, now, lock=self.db.dialect == "postgres")
+            row = await conn.fetchone(
                 f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND state IN ({_ACTIVE_SQL})", (user_id,)
-            ) as cursor:
-                row = await cursor.fetchone()
+            )
             active = int(row[0]) if row else 0
             if active + len(new_jobs) > self.policy.max_concurrent_jobs:
                 raise ConcurrencyLimit(active, self.policy.max_concurrent_jobs)
@@ -108,22 +109,23 @@ class JobStore:
                 raise InsufficientCredits(balance, total)
             compare_id = None
             if compare is not None:
-                cursor = await conn.execute(
-                    "INSERT INTO compares (user_id, guild_id, blind, slot_a, created_at) VALUES (?, ?, ?, ?, ?)",
+                inserted = await conn.fetchone(
+                    "INSERT INTO compares (user_id, guild_id, blind, slot_a, created_at) VALUES (?, ?, ?, ?, ?)"
+                    " RETURNING id",
                     (user_id, new_jobs[0].guild_id, int(compare[0]), compare[1], now),
                 )
-                compare_id = cursor.lastrowid
+                compare_id = int(inserted[0])
             created: list[int] = []
             placeholders = ", ".join("?" for _ in _INSERT_COLUMNS)
             for job in new_jobs:
-                values = [getattr(job, column) for column in _INSERT_COLUMNS]
-                cursor = await conn.execute(
+                values = [_plain(getattr(job, column)) for column in _INSERT_COLUMNS]
+                inserted = await conn.fetchone(
                     f"INSERT INTO jobs ({', '.join(_INSERT_COLUMNS)}, compare_id, state, next_run_at, created_at,"
                     " updated_at)"
-                    f" VALUES ({placeholders}, ?, 'accepted', ?, ?, ?)",
+                    f" VALUES ({placeholders}, ?, 'accepted', ?, ?, ?) RETURNING id",
                     (*values, compare_id, now, now, now),
                 )
-                job_id = int(cursor.lastrowid or 0)
+                job_id = int(inserted[0])
                 created.append(job_id)
                 if job.price:
                     await ledger.append(
@@ -168,8 +170,8 @@ class JobStore:
             "SELECT MIN(next_run_at) FROM jobs WHERE next_run_at IS NOT NULL AND lease_owner IS NULL"
         )
         leased = await self.db.fetchone(
-            "SELECT MIN(MAX(next_run_at, lease_expires_at)) FROM jobs"
-            " WHERE next_run_at IS NOT NULL AND lease_owner IS NOT NULL"
+            "SELECT MIN(CASE WHEN lease_expires_at > next_run_at THEN lease_expires_at ELSE next_run_at END)"
+            " FROM jobs WHERE next_run_at IS NOT NULL AND lease_owner IS NOT NULL"
         )
         times = [row[0] for row in (free, leased) if row is not None and row[0] is not None]
         return min(times) if times else None
@@ -179,17 +181,15 @@ class JobStore:
     ) -> list[Job]:
         """Lease up to `limit` due jobs to `owner`; expired leases of dead workers are taken over."""
         now = time.time() if now is None else now
-        async with (
-            self.db.transaction() as conn,
-            conn.execute(
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgres" else ""
+        async with self.db.transaction() as conn:
+            rows = await conn.fetchall(
                 "UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
                 " SELECT id FROM jobs WHERE next_run_at IS NOT NULL AND next_run_at <= ?"
-                " AND (lease_owner IS NULL OR lease_expires_at <= ?) ORDER BY next_run_at LIMIT ?)"
+                f" AND (lease_owner IS NULL OR lease_expires_at <= ?) ORDER BY next_run_at LIMIT ?{skip_locked})"
                 f" RETURNING {', '.join(JOB_COLUMNS)}",
                 (owner, now + lease_seconds, now, now, limit),
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
+            )
         return sorted((Job.from_row(row) for row in rows), key=lambda job: job.next_run_at or 0)
 
     async def update(
@@ -212,7 +212,7 @@ class JobStore:
             raise ValueError(f"cannot change {sorted(unknown)}")
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
-            job = await _row(conn, job_id)
+            job = await _row(conn, job_id, lock=self.db.dialect == "postgres")
             if owner is not None and job.lease_owner != owner:
                 raise LeaseLost(job_id)
             values = dict(changes)
@@ -280,10 +280,9 @@ class JobStore:
         """Record (or change) a vote; True when it is the voter's first on this pair."""
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
-            async with conn.execute(
+            existed = await conn.fetchone(
                 "SELECT 1 FROM votes WHERE compare_id = ? AND voter_id = ?", (compare_id, voter_id)
-            ) as cursor:
-                existed = await cursor.fetchone() is not None
+            ) is not None
             await conn.execute(
                 "INSERT INTO votes (compare_id, voter_id, guild_id, winner, created_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (compare_id, voter_id) DO UPDATE SET winner = excluded.winner,"
@@ -316,10 +315,9 @@ class JobStore:
     async def release_all(self, owner: str) -> int:
         """Give back every lease of a worker that is shutting down cleanly."""
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            return await conn.execute(
                 "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?", (owner,)
             )
-            return cursor.rowcount
 
     async def count_by_state(self) -> dict[JobState, int]:
         rows = await self.db.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")

@@ -11,9 +11,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import aiosqlite
-
-from storage.database import Database
+from storage.database import Database, Tx
 from storage.models import CreditPolicy, LedgerEntry, LedgerKind
 
 
@@ -23,7 +21,7 @@ def utc_day(now: float) -> str:
 
 
 async def append(
-    conn: aiosqlite.Connection,
+    conn: Tx,
     *,
     user_id: int,
     kind: LedgerKind,
@@ -35,22 +33,28 @@ async def append(
     reason: str | None = None,
 ) -> bool:
     """Add one entry inside the caller's transaction; False when the key was already used."""
-    cursor = await conn.execute(
+    inserted = await conn.execute(
         "INSERT INTO ledger (user_id, kind, amount, job_id, idempotency_key, actor_id, reason, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
         (user_id, kind.value, amount, job_id, key, actor_id, reason, now),
     )
-    if cursor.rowcount == 0:
+    if inserted == 0:
         return False
     if amount:
         await conn.execute("UPDATE users SET balance = balance + ? WHERE id = ?", (amount, user_id))
     return True
 
 
-async def ensure_user(conn: aiosqlite.Connection, user_id: int, policy: CreditPolicy, now: float) -> int:
-    """Create the user with the start balance and apply today's grant, once; return the balance."""
+async def ensure_user(conn: Tx, user_id: int, policy: CreditPolicy, now: float, *, lock: bool = False) -> int:
+    """Create the user with the start balance and apply today's grant, once; return the balance.
+
+    With `lock` (PostgreSQL) the user's row stays locked until the transaction ends, so reservations
+    of one user from several processes happen one after another.
+    """
     await conn.execute("INSERT INTO users (id, balance, created_at) VALUES (?, 0, ?) ON CONFLICT DO NOTHING",
                        (user_id, now))
+    if lock:
+        await conn.fetchone("SELECT id FROM users WHERE id = ? FOR UPDATE", (user_id,))
     if policy.start_balance:
         await append(conn, user_id=user_id, kind=LedgerKind.GRANT, amount=policy.start_balance,
                      key=f"start:{user_id}", now=now, reason="welcome credits")
@@ -58,8 +62,7 @@ async def ensure_user(conn: aiosqlite.Connection, user_id: int, policy: CreditPo
         day = utc_day(now)
         await append(conn, user_id=user_id, kind=LedgerKind.DAILY, amount=policy.daily_grant,
                      key=f"daily:{user_id}:{day}", now=now, reason=f"daily grant {day}")
-    async with conn.execute("SELECT balance FROM users WHERE id = ?", (user_id,)) as cursor:
-        row = await cursor.fetchone()
+    row = await conn.fetchone("SELECT balance FROM users WHERE id = ?", (user_id,))
     assert row is not None
     return int(row["balance"])
 
@@ -83,7 +86,7 @@ class Ledger:
         """Admin grant (positive) or correction (negative, never below zero); (applied, balance)."""
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
-            balance = await ensure_user(conn, user_id, self.policy, now)
+            balance = await ensure_user(conn, user_id, self.policy, now, lock=self.db.dialect == "postgres")
             if balance + amount < 0:
                 amount = -balance
             applied = await append(conn, user_id=user_id, kind=LedgerKind.ADJUST, amount=amount, key=key,
@@ -122,7 +125,7 @@ class Ledger:
         )
         double = await self.db.fetchone(
             "SELECT COUNT(*) FROM (SELECT job_id FROM ledger WHERE kind IN ('reserve', 'capture', 'refund')"
-            " AND job_id IS NOT NULL GROUP BY job_id, kind HAVING COUNT(*) > 1)"
+            " AND job_id IS NOT NULL GROUP BY job_id, kind HAVING COUNT(*) > 1) AS doubled"
         )
         return {
             "balance_mismatch": int(mismatched[0]) if mismatched else 0,

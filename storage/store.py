@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from storage.database import Database
+from storage.database import Database, open_database
 from storage.jobs import JobStore
 from storage.ledger import Ledger
 from storage.models import CreditPolicy
@@ -73,10 +73,9 @@ class KeyStore:
 
     async def delete(self, user_id: int, provider: str) -> bool:
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
+            return await conn.execute(
                 "DELETE FROM user_keys WHERE user_id = ? AND provider = ?", (user_id, provider)
-            )
-            return cursor.rowcount > 0
+            ) > 0
 
 
 class Store:
@@ -84,7 +83,7 @@ class Store:
 
     def __init__(self, path: Path | str, policy: CreditPolicy | None = None) -> None:
         self.policy = policy or CreditPolicy()
-        self.db = Database(path)
+        self.db: Database = open_database(path)
         self.jobs = JobStore(self.db, self.policy)
         self.ledger = Ledger(self.db, self.policy)
         self.prices = PriceStore(self.db)

@@ -1,13 +1,31 @@
-"""Shared fixtures: a real SQLite file per test."""
+"""Shared fixtures: a real database per test, SQLite file or PostgreSQL database (both backends)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from storage import CreditPolicy, Store
+from tests.pg import PostgresUnavailable, TempPostgres
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str | None]:
+    """One PostgreSQL for the whole run; None (tests skip with the reason) when it cannot start."""
+    try:
+        server = TempPostgres()
+        url = server.start()
+    except PostgresUnavailable as error:
+        pytest.postgres_skip_reason = str(error)  # type: ignore[attr-defined]
+        yield None
+        return
+    try:
+        yield url
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -15,9 +33,30 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "bot.sqlite3"
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def location(request: pytest.FixtureRequest, db_path: Path) -> AsyncIterator[str | Path]:
+    """Where a test's database lives: a SQLite file, or a fresh database on the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield db_path
+        return
+    base = request.getfixturevalue("postgres_server")
+    if base is None:
+        pytest.skip(getattr(pytest, "postgres_skip_reason", "PostgreSQL unavailable"))
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(base)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+    admin = await asyncpg.connect(base)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(db_path, CreditPolicy(start_balance=100, daily_grant=20, max_concurrent_jobs=2))
+async def store(location: str | Path) -> AsyncIterator[Store]:
+    store = await Store.open(location, CreditPolicy(start_balance=100, daily_grant=20, max_concurrent_jobs=2))
     try:
         yield store
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from storage import Store
-from storage.database import Database, MigrationError, load_migrations
+from storage.database import MigrationError, SQLiteDatabase as Database, load_migrations
 
 
 async def test_migrations_from_empty_reach_latest_version(db_path: Path) -> None:

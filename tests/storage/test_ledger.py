@@ -115,10 +115,10 @@ async def test_admin_adjust_is_idempotent_and_records_actor(store: Store) -> Non
     assert balance == 0
 
 
-async def test_many_concurrent_reservations_never_overdraw(db_path: Path) -> None:
+async def test_many_concurrent_reservations_never_overdraw(location: str | Path) -> None:
     """Hundreds of racing commands: the balance never goes negative and the ledger adds up."""
     policy = CreditPolicy(start_balance=100, daily_grant=0, max_concurrent_jobs=1000)
-    store = await Store.open(db_path, policy)
+    store = await Store.open(location, policy)
     outcomes = await asyncio.gather(
         *(store.jobs.create([new_job(user, 7)], now=DAY1) for user in (1, 2, 3) for _ in range(60)),
         *(store.ledger.adjust(3, 5, actor_id=9, key=f"adjust:{n}", now=DAY1) for n in range(20)),
@@ -137,11 +137,11 @@ async def test_many_concurrent_reservations_never_overdraw(db_path: Path) -> Non
     await store.close()
 
 
-async def test_restart_keeps_jobs_and_balances(db_path: Path) -> None:
-    store = await Store.open(db_path)
+async def test_restart_keeps_jobs_and_balances(location: str | Path) -> None:
+    store = await Store.open(location)
     [job] = await store.jobs.create([new_job(5, 40)], now=DAY1)
     await store.close()
-    reopened = await Store.open(db_path)
+    reopened = await Store.open(location)
     assert (await reopened.jobs.get(job.id)) == job
     assert await reopened.ledger.balance(5, now=DAY1) == 80
     await reopened.close()
