@@ -8,7 +8,7 @@ import sys
 
 import discord
 
-from bot.client import VideoBot
+from bot.client import ShardedVideoBot, VideoBot
 from bot.config import Settings
 from bot.logs import setup_logging
 
@@ -29,14 +29,27 @@ def point_discord_py_at(api_base: str, gateway_url: str) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
+def make_bot(settings: Settings) -> VideoBot:
+    if settings.shard_count:
+        return ShardedVideoBot(settings, shard_count=settings.shard_count, shard_ids=settings.shard_id_list())
+    return VideoBot(settings)
+
+
 async def run_bot(settings: Settings) -> None:
     assert settings.discord_token is not None
     if settings.discord_api_base != Settings.model_fields["discord_api_base"].default or \
             settings.discord_gateway_url != Settings.model_fields["discord_gateway_url"].default:
         point_discord_py_at(settings.discord_api_base, settings.discord_gateway_url)
-    bot = VideoBot(settings)
+    bot = make_bot(settings)
+    token = settings.discord_token.get_secret_value()
     async with bot:
-        await bot.start(settings.discord_token.get_secret_value())
+        if settings.bot_role == "worker":
+            # Workers talk to Discord over REST only (deliveries, edits, DMs): no gateway connection.
+            await bot.login(token)
+            log.info("worker %s running", bot.poller.owner)
+            await asyncio.Event().wait()
+        else:
+            await bot.start(token)
 
 
 def run(settings: Settings) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -38,7 +39,7 @@ class VideoBot(commands.Bot):
     service: VideoService
 
     def __init__(self, settings: Settings, *, providers: ProviderRegistry | None = None,
-                 clock: Callable[[], float] = time.time, serve_web: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, serve_web: bool = True, **options: Any) -> None:
         """`serve_web=False` when something else serves the videos (the sandbox console)."""
         intents = discord.Intents.none()
         intents.guilds = True
@@ -49,6 +50,7 @@ class VideoBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
             allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
+            **options,
         )
         self.settings = settings
         self.clock = clock
@@ -57,23 +59,29 @@ class VideoBot(commands.Bot):
         self.ready_at: float | None = None
 
     async def setup_hook(self) -> None:
+        """Open storage and providers; then what the process role asks for (commands, poller, or both)."""
         settings = self.settings
+        if settings.database_url and settings.secret_key is None:
+            raise RuntimeError("SECRET_KEY must be set with DATABASE_URL: every process has to share it")
         policy = CreditPolicy(start_balance=settings.start_balance, daily_grant=settings.daily_grant,
                               max_concurrent_jobs=settings.max_concurrent_jobs)
-        self.store = await Store.open(settings.database_path, policy)
+        self.store = await Store.open(settings.database_location, policy)
         self.secrets = SecretBox.from_settings(settings.secret_key, settings.database_path.parent / "secret.key")
         self.providers = self._providers or ProviderRegistry(settings)
         self.delivery = Delivery(self, self.store, settings, self.secrets, clock=self.clock)
         self.poller = Poller(self.store, self.providers, settings, notifier=self.delivery, secrets=self.secrets,
                              clock=self.clock)
         self.service = VideoService(settings, self.store, self.providers, self.poller)
-        for extension in EXTENSIONS:
-            await self.load_extension(extension)
-        self.add_dynamic_items(JobButton, VoteButton)
-        await self.sync_commands()
-        self.poller.start()
-        self._retention = asyncio.create_task(retention.run_forever(self.store, settings.keep_videos_hours),
-                                              name="retention")
+        if settings.bot_role in ("all", "gateway"):
+            for extension in EXTENSIONS:
+                await self.load_extension(extension)
+            self.add_dynamic_items(JobButton, VoteButton)
+            await self.sync_commands()
+        if settings.bot_role in ("all", "worker"):
+            await self.store.on_new_jobs(self.poller.wake)  # other processes' new jobs (PostgreSQL)
+            self.poller.start()
+            self._retention = asyncio.create_task(retention.run_forever(self.store, settings.keep_videos_hours),
+                                                  name="retention")
         self.web: WebServer | None = None
         if settings.public_base_url and self._serve_web:
             self.web = WebServer(self)
@@ -104,3 +112,7 @@ class VideoBot(commands.Bot):
         if hasattr(self, "store"):
             await self.store.close()
         await super().close()
+
+
+class ShardedVideoBot(VideoBot, commands.AutoShardedBot):
+    """The same bot over several gateway shards (SHARD_COUNT / SHARD_IDS), for thousands of guilds."""

@@ -33,6 +33,13 @@ class Settings(BaseSettings):
 
     # Storage
     database_path: Path = Path("data/bot.sqlite3")
+    database_url: str | None = None  # postgresql://… switches storage to PostgreSQL
+
+    # Processes (scale-out): gateway = slash commands and buttons; worker = poller and delivery
+    bot_role: Literal["all", "gateway", "worker"] = "all"
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: str | None = None
+    lease_seconds: float = Field(default=300.0, gt=0)
     video_dir: Path = Path("data/videos")
     keep_videos_hours: float = Field(default=24.0, ge=0)
     public_base_url: str | None = None
@@ -95,6 +102,25 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (leave it empty for SQLite at DATABASE_PATH)")
+        return value
+
+    @property
+    def database_location(self) -> Path | str:
+        """Where storage lives: the PostgreSQL URL when set, else the SQLite file."""
+        return self.database_url or self.database_path
+
+    def shard_id_list(self) -> list[int] | None:
+        if not self.shard_ids:
+            return None
+        return [int(part) for part in self.shard_ids.split(",") if part.strip()]
 
     @field_validator("log_level")
     @classmethod

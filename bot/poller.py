@@ -34,7 +34,6 @@ from storage import IllegalTransition, Job, JobNotFound, JobState, LeaseLost, St
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 3600.0
-LEASE_SECONDS = 300.0
 MAX_RETRIES = 8  # consecutive retryable errors before a job is given up (and refunded)
 MAX_DELIVERY_ATTEMPTS = 6
 MAX_VIDEO_BYTES = 512 * 1024 * 1024
@@ -172,7 +171,7 @@ class Poller:
         self.iterations += 1
         free = self.settings.max_parallel_jobs - len(self._running)
         if free > 0:
-            jobs = await self.store.jobs.claim_due(self.owner, lease_seconds=LEASE_SECONDS, limit=free,
+            jobs = await self.store.jobs.claim_due(self.owner, lease_seconds=self.settings.lease_seconds, limit=free,
                                                    now=self.clock())
             for job in jobs:
                 self._spawn(job)

@@ -138,6 +138,8 @@ class JobStore:
                         now=now,
                         reason=f"{job.model} job {job_id}",
                     )
+            if self.db.dialect == "postgres":
+                await conn.execute("NOTIFY bot_jobs")  # delivered on commit: wakes workers in other processes
             return [await _row(conn, job_id) for job_id in created], balance - total
 
     async def get(self, job_id: int) -> Job | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,6 +39,13 @@ class PostgresDatabase:
         self.url = url
         self._pool: asyncpg.Pool | None = None
         self._sizes = (min_size, max_size)
+        self._listener: asyncpg.Connection | None = None
+
+    async def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call `callback` on every NOTIFY on `channel` (one dedicated connection)."""
+        if self._listener is None:
+            self._listener = await asyncpg.connect(self.url)
+        await self._listener.add_listener(channel, lambda *_: callback())
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -55,6 +62,9 @@ class PostgresDatabase:
             raise
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
         if self._pool is not None:
             await self._pool.close()
             self._pool = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from storage.database import Database, open_database
@@ -94,6 +95,14 @@ class Store:
         store = cls(path, policy)
         await store.db.connect()
         return store
+
+    async def on_new_jobs(self, callback: Callable[[], None]) -> bool:
+        """Have other processes' new jobs wake us (PostgreSQL LISTEN); False where that cannot work."""
+        listen = getattr(self.db, "listen", None)
+        if listen is None:
+            return False
+        await listen("bot_jobs", callback)
+        return True
 
     async def close(self) -> None:
         await self.db.close()
