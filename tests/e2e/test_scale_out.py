@@ -1,0 +1,66 @@
+"""A gateway process and two worker processes sharing PostgreSQL, against the loopback Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.sandbox.discord_server import LoopbackDiscord
+from storage import JobState, Store
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).parents[2]
+
+
+async def spawn(server: LoopbackDiscord, url: str, data: Path, role: str, name: str) -> asyncio.subprocess.Process:
+    env = {key: value for key, value in os.environ.items() if key.startswith(("PATH", "HOME", "LANG"))}
+    env.update({
+        "DISCORD_TOKEN": "scale-out", "DISCORD_API_BASE": server.api_base, "DISCORD_GATEWAY_URL": server.gateway_url,
+        "DATABASE_URL": url, "DATABASE_PATH": str(data / name / "unused.sqlite3"), "VIDEO_DIR": str(data / "videos"),
+        "SECRET_KEY": "shared-secret", "BOT_ROLE": role, "WORKER_ID": name, "SIMULATED_SPEED": "0.002",
+        "SIMULATED_FPS": "2", "LOG_LEVEL": "WARNING", "MAX_CONCURRENT_JOBS": "10",
+    })
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=str(ROOT), env=env,
+                                                stderr=open(data / f"{name}.log", "ab"))  # noqa: SIM115
+
+
+async def test_gateway_takes_commands_and_workers_deliver(server: LoopbackDiscord, location: str | Path,
+                                                          tmp_path: Path) -> None:
+    if not isinstance(location, str):
+        pytest.skip("the split roles share PostgreSQL")
+    gateway = await spawn(server, location, tmp_path, "gateway", "gw")
+    workers = [await spawn(server, location, tmp_path, "worker", f"worker{n}") for n in (1, 2)]
+    try:
+        async with asyncio.timeout(30):
+            await server.identified.wait()
+            while not server.registered_commands():
+                await asyncio.sleep(0.05)
+        assert len(server._sockets) == 1  # only the gateway process holds a gateway connection
+        for n in range(6):
+            interaction = await server.invoke("/kling", user=server.alice if n % 2 else server.bob,
+                                              channel=server.general, options={"prompt": f"split roles {n}"})
+            await interaction.wait_response()
+        async with asyncio.timeout(60):
+            while sum("is ready" in m["content"] for m in server.messages[server.general]) < 6:
+                await asyncio.sleep(0.1)
+        store = await Store.open(location)
+        try:
+            async with asyncio.timeout(20):
+                while (await store.jobs.count_by_state()) != {JobState.DELIVERED: 6}:
+                    await asyncio.sleep(0.1)
+            owners = {job.provider_job_id for user in (server.alice, server.bob)
+                      for job in await store.jobs.for_user(user)}
+        finally:
+            await store.close()
+        assert len(owners) == 6
+        ready = [m for m in server.messages[server.general] if "is ready" in m["content"]]
+        assert len(ready) == 6 and all(m["attachments"] for m in ready)
+    finally:
+        for process in (gateway, *workers):
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
