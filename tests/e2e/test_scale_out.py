@@ -25,7 +25,7 @@ async def spawn(server: LoopbackDiscord, url: str, data: Path, role: str, name: 
         "SIMULATED_FPS": "2", "LOG_LEVEL": "WARNING", "MAX_CONCURRENT_JOBS": "10",
     })
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=str(ROOT), env=env,
-                                                stderr=open(data / f"{name}.log", "ab"))  # noqa: SIM115
+                                                stderr=open(data / f"{name}.log", "ab"))
 
 
 async def test_gateway_takes_commands_and_workers_deliver(server: LoopbackDiscord, location: str | Path,
