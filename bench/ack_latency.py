@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from bench.common import BotProcess, percentile, table
+from bench.common import bench_bot, percentile, table
 from bot.sandbox.discord_server import Interaction, LoopbackDiscord
 
 
@@ -34,7 +34,7 @@ async def main() -> None:
     await server.start()
     users = [server.add_user(f"u{n}") for n in range(50)]
     server.guilds[server.guild]["members"].update(users)
-    bot = BotProcess(server)
+    bot = bench_bot(server)
     await bot.start()
     try:
         await fire(server, users, "/ping", 10, None)  # warm up

@@ -12,7 +12,7 @@ import textwrap
 
 from aiohttp import web
 
-from bench.common import BotProcess, rss_kib, table
+from bench.common import bench_bot, rss_kib, table
 from bot.sandbox.discord_server import LoopbackDiscord
 
 MiB = 1024 * 1024
@@ -84,7 +84,7 @@ async def main() -> None:
     server = LoopbackDiscord()
     server.guilds[server.guild]["premium_tier"] = 2  # 50 MiB uploads
     await server.start()
-    bot = BotProcess(server, KLING_PROVIDER="replicate", REPLICATE_API_TOKEN="r8_bench",
+    bot = bench_bot(server, KLING_PROVIDER="replicate", REPLICATE_API_TOKEN="r8_bench",
                      REPLICATE_API_BASE=f"http://127.0.0.1:{videos.port}", POLL_TIME_SCALE="0.0001",
                      PUBLIC_BASE_URL="http://127.0.0.1:9/bench", WEB_PORT="0")
     await bot.start()

@@ -6,7 +6,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from bench.common import BotProcess, mean, table
+from bench.common import bench_bot, mean, table
 from bot.sandbox.discord_server import LoopbackDiscord
 from storage import CreditPolicy, Store
 from storage.fixtures import insert_in_flight
@@ -17,7 +17,7 @@ RUNS = 3
 async def measure(server: LoopbackDiscord, data: Path) -> float:
     times = []
     for _ in range(RUNS):
-        bot = BotProcess(server, data)
+        bot = bench_bot(server, data)
         times.append(await bot.start())
         await bot.stop()
     return mean(times)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -98,6 +98,17 @@ class Video(commands.Cog):
         # Later edits address this answer as @original, so nothing more is written on the hot path.
         await interaction.response.send_message(embeds=embeds, view=view, allowed_mentions=ui.NO_MENTIONS)
 
+    async def _single(self, interaction: discord.Interaction, model: str, image: discord.Attachment | None,
+                      **options: Any) -> None:
+        """Validate one model's options (pure, no I/O) and start the job, or refuse ephemerally."""
+        try:
+            request = parse_request(model, **options)
+            reference_url = self._check_image(image)
+        except (RequestError, ImageError) as error:
+            await refuse(interaction, error.message)
+            return
+        await self._start(interaction, [request], reference_url=reference_url)
+
     # -- commands ------------------------------------------------------------------------------
 
     @app_commands.command(name="kling", description="Kling 2.0 video: 720p, 5 or 10 s, no audio; cheap and quick.")
@@ -125,14 +136,8 @@ class Video(commands.Cog):
         image: discord.Attachment | None = None,
     ) -> None:
         """Queue a Kling video."""
-        try:
-            request = parse_request("kling", prompt=prompt, duration=duration, aspect_ratio=aspect_ratio,
-                                    cfg_scale=cfg_scale, negative_prompt=negative_prompt)
-            reference_url = self._check_image(image)
-        except (RequestError, ImageError) as error:
-            await refuse(interaction, error.message)
-            return
-        await self._start(interaction, [request], reference_url=reference_url)
+        await self._single(interaction, "kling", image, prompt=prompt, duration=duration,
+                           aspect_ratio=aspect_ratio, cfg_scale=cfg_scale, negative_prompt=negative_prompt)
 
     @app_commands.command(name="sora", description="Sora 2 video: 4/8/12 s with synchronized audio; for finals.")
     @app_commands.describe(
@@ -160,14 +165,8 @@ class Video(commands.Cog):
         use_own_key: bool = False,
     ) -> None:
         """Queue a Sora video."""
-        try:
-            request = parse_request("sora", prompt=prompt, duration=duration, resolution=resolution,
-                                    orientation=orientation, use_own_key=use_own_key)
-            reference_url = self._check_image(image)
-        except (RequestError, ImageError) as error:
-            await refuse(interaction, error.message)
-            return
-        await self._start(interaction, [request], reference_url=reference_url)
+        await self._single(interaction, "sora", image, prompt=prompt, duration=duration, resolution=resolution,
+                           orientation=orientation, use_own_key=use_own_key)
 
     @app_commands.command(name="compare", description="Render one prompt with Kling and Sora side by side, then vote.")
     @app_commands.describe(

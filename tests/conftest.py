@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage import CreditPolicy, Store
+from tests.bot.providers.fakes import FakeProviders
 from tests.pg import PostgresUnavailable, TempPostgres
 
 
@@ -26,6 +27,17 @@ def postgres_server() -> Iterator[str | None]:
         yield url
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeProviders]:
+    """Loopback fakes of Replicate, OpenAI Videos and Kling (tests/bot/providers/fakes.py)."""
+    server = FakeProviders()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @pytest.fixture

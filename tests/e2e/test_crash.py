@@ -4,8 +4,6 @@ check that nothing is lost or duplicated. Prints a table of points × outcomes."
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,50 +12,10 @@ import pytest
 from bot.faults import POINTS
 from bot.sandbox.discord_server import LoopbackDiscord
 from storage import JobState, LedgerKind, Store
+from tests.e2e.process import BotProcess
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).parents[2]
 RESULTS: dict[str, str] = {}
-
-
-class BotProcess:
-    """`python -m bot` against the loopback Discord, as a separate process."""
-
-    def __init__(self, server: LoopbackDiscord, data: Path) -> None:
-        self.server = server
-        self.data = data
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self, crash_at: str | None = None) -> None:
-        env = {key: value for key, value in os.environ.items() if key.startswith(("PATH", "HOME", "LANG"))}
-        env.update({
-            "DISCORD_TOKEN": "crash-test-discord-token", "DISCORD_API_BASE": self.server.api_base,
-            "DISCORD_GATEWAY_URL": self.server.gateway_url, "DATABASE_PATH": str(self.data / "bot.sqlite3"),
-            "VIDEO_DIR": str(self.data / "videos"), "SIMULATED_SPEED": "0.002", "SIMULATED_FPS": "2",
-            "SECRET_KEY": "crash-secret-key", "WORKER_ID": "crash-worker", "LOG_LEVEL": "DEBUG",
-        })
-        if crash_at:
-            env["BOT_CRASH_AT"] = crash_at
-        self.server.identified.clear()
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=str(ROOT), env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=open(self.data / "bot.log", "ab"),  # noqa: SIM115 - closed with the process
-        )
-        async with asyncio.timeout(30):
-            await self.server.identified.wait()
-            while not self.server.registered_commands():
-                await asyncio.sleep(0.05)
-
-    async def wait_killed(self) -> int:
-        assert self.process is not None
-        async with asyncio.timeout(30):
-            return await self.process.wait()
-
-    async def stop(self) -> None:
-        if self.process and self.process.returncode is None:
-            self.process.terminate()
-            async with asyncio.timeout(15):
-                await self.process.wait()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,11 +31,12 @@ def report() -> AsyncIterator[None]:
 @pytest.mark.parametrize("point", POINTS)
 async def test_kill_and_restart_loses_and_duplicates_nothing(server: LoopbackDiscord, tmp_path: Path,
                                                              point: str) -> None:
-    bot = BotProcess(server, tmp_path)
+    bot = BotProcess(server, tmp_path, DISCORD_TOKEN="crash-test-discord-token", SIMULATED_SPEED="0.002",
+                     SIMULATED_FPS="2", SECRET_KEY="crash-secret-key", WORKER_ID="crash-worker", LOG_LEVEL="DEBUG")
     prompt = "Crash test [fail:content_policy]" if point == "during_refund" else "Crash test"
-    await bot.start(crash_at=point)
+    await bot.start(BOT_CRASH_AT=point)
     interaction = await server.invoke("/kling", user=server.alice, channel=server.general, options={"prompt": prompt})
-    assert await bot.wait_killed() == -9
+    assert await bot.wait_exit() == -9
     await bot.start()  # the same data directory, no crash point
     try:
         if point == "during_refund":
@@ -113,7 +72,7 @@ async def test_kill_and_restart_loses_and_duplicates_nothing(server: LoopbackDis
             RESULTS[point] = (f"delivered once, charged once, buttons work"
                               f"{'' if interaction.response_type else ' (ack lost with the crash)'}")
         # Secrets never reach the log, even at DEBUG: the bot token, the secret key, interaction tokens.
-        log = (tmp_path / "bot.log").read_text()
+        log = bot.log.read_text()
         assert "job" in log  # the log is really there
         for secret in ["crash-test-discord-token", "crash-secret-key", interaction.token]:
             assert secret not in log

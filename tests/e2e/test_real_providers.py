@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,6 @@ from tests.bot.providers.fakes import (
 )
 from tests.e2e.harness import BotHarness, e2e_settings
 from tests.e2e.test_video import is_result, job_ids, video_attachments
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProviders]:
-    server = FakeProviders()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def start_bot(server: LoopbackDiscord, fake: FakeProviders, tmp_path: Path, **overrides: object) -> BotHarness:

@@ -3,42 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.sandbox.discord_server import LoopbackDiscord
 from storage import JobState, Store
+from tests.e2e.process import BotProcess
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).parents[2]
 
 
-async def spawn(server: LoopbackDiscord, url: str, data: Path, role: str, name: str) -> asyncio.subprocess.Process:
-    env = {key: value for key, value in os.environ.items() if key.startswith(("PATH", "HOME", "LANG"))}
-    env.update({
-        "DISCORD_TOKEN": "scale-out", "DISCORD_API_BASE": server.api_base, "DISCORD_GATEWAY_URL": server.gateway_url,
-        "DATABASE_URL": url, "DATABASE_PATH": str(data / name / "unused.sqlite3"), "VIDEO_DIR": str(data / "videos"),
-        "SECRET_KEY": "shared-secret", "BOT_ROLE": role, "WORKER_ID": name, "SIMULATED_SPEED": "0.002",
-        "SIMULATED_FPS": "2", "LOG_LEVEL": "WARNING", "MAX_CONCURRENT_JOBS": "10",
-    })
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", cwd=str(ROOT), env=env,
-                                                stderr=open(data / f"{name}.log", "ab"))
+def process(server: LoopbackDiscord, url: str, data: Path, role: str, name: str) -> BotProcess:
+    return BotProcess(server, data, name=name, DATABASE_URL=url, DATABASE_PATH=str(data / name / "unused.sqlite3"),
+                      SECRET_KEY="shared-secret", BOT_ROLE=role, WORKER_ID=name, SIMULATED_SPEED="0.002",
+                      SIMULATED_FPS="2", MAX_CONCURRENT_JOBS="10")
 
 
 async def test_gateway_takes_commands_and_workers_deliver(server: LoopbackDiscord, location: str | Path,
                                                           tmp_path: Path) -> None:
     if not isinstance(location, str):
         pytest.skip("the split roles share PostgreSQL")
-    gateway = await spawn(server, location, tmp_path, "gateway", "gw")
-    workers = [await spawn(server, location, tmp_path, "worker", f"worker{n}") for n in (1, 2)]
+    gateway = process(server, location, tmp_path, "gateway", "gw")
+    workers = [process(server, location, tmp_path, "worker", f"worker{n}") for n in (1, 2)]
     try:
-        async with asyncio.timeout(30):
-            await server.identified.wait()
-            while not server.registered_commands():
-                await asyncio.sleep(0.05)
+        await gateway.start()
+        for worker in workers:
+            await worker.spawn()
         assert len(server._sockets) == 1  # only the gateway process holds a gateway connection
         for n in range(6):
             interaction = await server.invoke("/kling", user=server.alice if n % 2 else server.bob,
@@ -60,7 +51,5 @@ async def test_gateway_takes_commands_and_workers_deliver(server: LoopbackDiscor
         ready = [m for m in server.messages[server.general] if "is ready" in m["content"]]
         assert len(ready) == 6 and all(m["attachments"] for m in ready)
     finally:
-        for process in (gateway, *workers):
-            if process.returncode is None:
-                process.terminate()
-                await process.wait()
+        for running in (gateway, *workers):
+            await running.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -10,16 +9,6 @@ from PIL import Image
 
 from bot.config import Settings
 from tests.bot.providers.fakes import KLING_ACCESS, KLING_SECRET, OPENAI_KEY, REPLICATE_TOKEN, FakeProviders
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeProviders]:
-    server = FakeProviders()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
