@@ -335,17 +335,19 @@ class LoopbackDiscord:
                 elif op == 2:
                     session = secrets.token_hex(8)
                     self.sessions[session] = 0
+                    shard = data["d"].get("shard") or [0, 1]
+                    socket._shard = (int(shard[0]), int(shard[1]))  # type: ignore[attr-defined]
+                    mine = [g for g, v in self.guilds.items() if v["bot_member"] and self._shard_of(g, shard[1])
+                            == shard[0]]
                     ready = {
                         "v": 10, "user": self.bot_user, "session_id": session, "resume_gateway_url": self.gateway_url,
-                        "guilds": [{"id": str(g), "unavailable": True} for g, v in self.guilds.items()
-                                   if v["bot_member"]],
+                        "guilds": [{"id": str(g), "unavailable": True} for g in mine],
                         "application": {"id": str(self.app_id), "flags": 0}, "private_channels": [],
-                        "relationships": [], "presences": [], "shard": [0, 1],
+                        "relationships": [], "presences": [], "shard": shard,
                     }
                     await self._dispatch(socket, seq, "READY", ready)
-                    for guild_id, guild in self.guilds.items():
-                        if guild["bot_member"]:
-                            await self._dispatch(socket, seq, "GUILD_CREATE", self._guild_payload(guild_id))
+                    for guild_id in mine:
+                        await self._dispatch(socket, seq, "GUILD_CREATE", self._guild_payload(guild_id))
                     self.identified.set()
                 elif op == 6:
                     await self._dispatch(socket, seq, "RESUMED", {})
@@ -359,9 +361,19 @@ class LoopbackDiscord:
         await socket.send_str(json.dumps({"op": 0, "t": event, "s": next(seq), "d": data}))
         socket._seq = seq  # type: ignore[attr-defined]
 
+    @staticmethod
+    def _shard_of(guild_id: int, count: int) -> int:
+        """Discord's shard formula."""
+        return (int(guild_id) >> 22) % max(int(count), 1)
+
     async def broadcast(self, event: str, data: dict[str, Any]) -> None:
-        """Send a dispatch to every connected client."""
+        """Send a dispatch to the shard that owns its guild (DMs go to shard 0), as Discord does."""
+        guild_id = data.get("guild_id") or (data.get("id") if event == "GUILD_CREATE" else None)
         for socket in list(self._sockets):
+            shard_id, count = getattr(socket, "_shard", (0, 1))
+            owner = self._shard_of(int(guild_id), count) if guild_id else 0
+            if owner != shard_id:
+                continue
             seq = getattr(socket, "_seq", None) or itertools.count(1000)
             await self._dispatch(socket, seq, event, data)
 

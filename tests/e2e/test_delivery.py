@@ -107,3 +107,24 @@ async def test_restart_mid_job_completes_and_delivers_once(harness: BotHarness) 
     # Buttons on the old message still work after the restart.
     rerun = await harness.click(result, f"job:{job_id}:rerun", user=server.alice)
     assert rerun.response_type == 4 and "Rerun of job" in str(harness.response_message(rerun)["embeds"])
+
+
+@pytest.mark.parametrize("where", ["dm", "user_install"])
+@pytest.mark.parametrize(("command", "options", "marker"), [
+    ("/sora", {"prompt": "Waves in the dark.", "orientation": "portrait"}, "is ready"),
+    ("/compare", {"prompt": "A kite.", "blind": True}, "comparison is ready"),
+])
+async def test_sora_and_compare_in_dms_and_user_installs(harness: BotHarness, where: str, command: str,
+                                                         options: dict, marker: str) -> None:
+    server = harness.server
+    if where == "dm":
+        channel = server.dm_channel(server.bob)
+    else:
+        foreign = server.add_guild("Friends", bot_member=False)
+        channel = server.add_channel(foreign, "hangout")
+    interaction = await harness.invoke(command, user=server.bob, channel=channel, **options)
+    assert not harness.response_message(interaction)["flags"] & 64
+    result = await harness.wait_for_message(channel, lambda m: marker in m["content"])
+    assert video_attachments(result)
+    if where == "user_install":
+        assert int(result["id"]) in interaction.followups

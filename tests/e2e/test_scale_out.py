@@ -53,3 +53,22 @@ async def test_gateway_takes_commands_and_workers_deliver(server: LoopbackDiscor
     finally:
         for running in (gateway, *workers):
             await running.stop()
+
+
+async def test_sharded_gateway_answers(server: LoopbackDiscord, tmp_path: Path) -> None:
+    """SHARD_COUNT runs the bot on AutoShardedBot: two shard connections, each answering its own guilds."""
+    bot = BotProcess(server, tmp_path, SHARD_COUNT="2")
+    await bot.start()
+    try:
+        async with asyncio.timeout(30):  # shards identify one after another, as Discord paces them
+            while {getattr(socket, "_shard", None) for socket in server._sockets} != {(0, 2), (1, 2)}:
+                await asyncio.sleep(0.05)
+        other = server.add_guild("Second guild")  # lands on whichever shard Discord's formula says
+        await server.broadcast("GUILD_CREATE", server._guild_payload(other))
+        room = server.add_channel(other, "room")
+        for channel in (server.general, room, server.dm_channel(server.bob)):
+            interaction = await server.invoke("/ping", user=server.bob, channel=channel)
+            await interaction.wait_response()
+            assert "Pong" in str(interaction.response) and interaction.error is None
+    finally:
+        await bot.stop()
