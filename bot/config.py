@@ -135,9 +135,10 @@ def describe_validation_error(error: ValidationError) -> str:
     """Render a settings error as one line naming the environment variable."""
     first = error.errors()[0]
     name = "_".join(str(part) for part in first["loc"]).upper() or "settings"
-    if any(word in name for word in ("TOKEN", "KEY", "SECRET")):
-        return f"Invalid setting {name}: {first['msg']}"
-    return f"Invalid setting {name}: {first['msg']} (got {first.get('input')!r})"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if any(word in name for word in ("TOKEN", "KEY", "SECRET", "DATABASE_URL")):  # never echo credentials
+        return f"Invalid setting {name}: {message}"
+    return f"Invalid setting {name}: {message} (got {first.get('input')!r})"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -57,3 +57,12 @@ def test_env_example_documents_every_setting() -> None:
     documented = {line.split("=", 1)[0].lstrip("# ").strip() for line in example.splitlines() if "=" in line}
     missing = {name.upper() for name in Settings.model_fields} - documented
     assert not missing, f".env.example lacks {sorted(missing)}"
+
+
+def test_bad_database_url_is_not_echoed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "mysql://bot:hunter2@db/bot")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    line = describe_validation_error(raised.value)
+    assert line.startswith("Invalid setting DATABASE_URL: must be a postgresql:// URL") and "hunter2" not in line
