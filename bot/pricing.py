@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.config import Settings
-from bot.requests import AnyRequest, KlingRequest, PriceTable, SoraRequest
+from bot.requests import KlingRequest, PriceTable, SoraRequest
 from storage import Store
 
 
@@ -33,7 +33,3 @@ def price_lines(table: PriceTable) -> list[str]:
             lines.append(f"Sora {resolution} {duration} s: {cost} credits")
     lines.append("Sora with your own OpenAI key: 0 credits (OpenAI bills you)")
     return lines
-
-
-def price_of(request: AnyRequest, table: PriceTable) -> int:
-    return request.price(table)

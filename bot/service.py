@@ -14,7 +14,7 @@ from bot.poller import Poller
 from bot.pricing import current_prices
 from bot.providers.base import JobContext
 from bot.providers.registry import ProviderRegistry
-from bot.requests import AnyRequest, ModelName, SoraRequest, request_from_json
+from bot.requests import AnyRequest, SoraRequest, request_from_json
 from storage import Job, JobState, NewJob, Store
 
 
@@ -121,6 +121,3 @@ class VideoService:
         if not job.reference_url:
             return None
         return self.poller.reference_path(job.id).resolve().as_uri()
-
-    def model_of(self, job: Job) -> ModelName:
-        return ModelName(job.model)
