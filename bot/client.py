@@ -80,7 +80,8 @@ class VideoBot(commands.Bot):
         if settings.bot_role in ("all", "worker"):
             await self.store.on_new_jobs(self.poller.wake)  # other processes' new jobs (PostgreSQL)
             self.poller.start()
-            self._retention = asyncio.create_task(retention.run_forever(self.store, settings.keep_videos_hours),
+            self._retention = asyncio.create_task(retention.run_forever(self.store, settings.keep_videos_hours,
+                                                                        settings.video_dir / "refs"),
                                                   name="retention")
         self.web: WebServer | None = None
         if settings.public_base_url and self._serve_web:

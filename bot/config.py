@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     discord_dev_guild_id: int | None = None
     admin_role_id: int | None = None
+    admin_guild_ids: str | None = None  # comma-separated; blank = admins of any guild the bot is in
 
     # Storage
     database_path: Path = Path("data/bot.sqlite3")
@@ -116,6 +117,12 @@ class Settings(BaseSettings):
     def database_location(self) -> Path | str:
         """Where storage lives: the PostgreSQL URL when set, else the SQLite file."""
         return self.database_url or self.database_path
+
+    def admin_guilds(self) -> set[int] | None:
+        """Guilds whose admins may grant credits and set prices (credits are global), None = any."""
+        if not self.admin_guild_ids:
+            return None
+        return {int(part) for part in self.admin_guild_ids.split(",") if part.strip()}
 
     def shard_id_list(self) -> list[int] | None:
         if not self.shard_ids:

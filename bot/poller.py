@@ -372,7 +372,7 @@ class Poller:
                                            delivered_message_id=outcome.message_id,
                                            delivered_channel_id=outcome.channel_id)
         if self.settings.keep_videos_hours == 0:
-            await retention.sweep(self.store, 0)
+            await retention.sweep(self.store, 0, refs_dir=self.settings.video_dir / "refs")
 
     # -- errors --------------------------------------------------------------------------------
 

@@ -51,11 +51,13 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
 
-def is_admin(interaction: discord.Interaction, admin_role_id: int | None) -> bool:
-    """Manage Server in this guild, or the configured admin role."""
+def is_admin(interaction: discord.Interaction, admin_role_id: int | None, admin_guilds: set[int] | None = None) -> bool:
+    """Manage Server in this guild, or the configured admin role (and only in ADMIN_GUILD_IDS when set)."""
     member = interaction.user
     if not isinstance(member, discord.Member) or not interaction.is_guild_integration():
         return False  # a user install in someone's server grants no authority over the bot
+    if admin_guilds is not None and interaction.guild_id not in admin_guilds:
+        return False
     if member.guild_permissions.manage_guild:
         return True
     return admin_role_id is not None and any(role.id == admin_role_id for role in member.roles)

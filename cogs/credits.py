@@ -59,7 +59,7 @@ class Credits(commands.Cog):
                             amount: app_commands.Range[int, -100000, 100000],
                             reason: app_commands.Range[str, 1, 200] | None = None) -> None:
         """Adjust a user's balance, recorded with the admin's id."""
-        if not is_admin(interaction, self.bot.settings.admin_role_id):
+        if not is_admin(interaction, self.bot.settings.admin_role_id, self.bot.settings.admin_guilds()):
             await refuse(interaction, "Only server managers (or the bot's admin role) can grant credits.")
             return
         applied, balance = await self.bot.store.ledger.adjust(
@@ -82,7 +82,7 @@ class Credits(commands.Cog):
     async def credits_set_price(self, interaction: discord.Interaction, option: str,
                                 credits: app_commands.Range[int, 0, 10000]) -> None:
         """Change the price table at runtime (audited)."""
-        if not is_admin(interaction, self.bot.settings.admin_role_id):
+        if not is_admin(interaction, self.bot.settings.admin_role_id, self.bot.settings.admin_guilds()):
             await refuse(interaction, "Only server managers (or the bot's admin role) can change prices.")
             return
         if option not in PRICE_KEYS:

@@ -20,13 +20,18 @@ class PriceStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._cache: dict[str, int] | None = None  # read on every command; changed only by admins
+        # Read on every command, changed only by admins: cached briefly so other processes sharing
+        # the database see a change within CACHE_SECONDS.
+        self._cache: tuple[float, dict[str, int]] | None = None
+
+    CACHE_SECONDS = 30.0
 
     async def overrides(self) -> dict[str, int]:
-        if self._cache is None:
+        now = time.monotonic()
+        if self._cache is None or now - self._cache[0] > self.CACHE_SECONDS:
             rows = await self.db.fetchall("SELECT key, credits FROM prices")
-            self._cache = {row["key"]: int(row["credits"]) for row in rows}
-        return dict(self._cache)
+            self._cache = (now, {row["key"]: int(row["credits"]) for row in rows})
+        return dict(self._cache[1])
 
     async def set(self, key: str, credits: int, *, actor_id: int, now: float | None = None) -> None:
         if key not in PRICE_KEYS:

@@ -29,5 +29,25 @@ async def test_sweep_removes_only_expired_delivered_files(store: Store, tmp_path
     assert not (tmp_path / f"job{old}.mp4").exists()
     assert (await store.jobs.get(old)).result_path is None  # type: ignore[union-attr]
     assert (tmp_path / f"job{fresh}.mp4").exists() and (tmp_path / f"job{stranded}.mp4").exists()
-    assert await sweep(store, 0, now=NOW) == 1  # keep 0 h: delivered files go at once
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    (refs / f"job{fresh}.png").write_bytes(b"first frame")
+    assert await sweep(store, 0, now=NOW, refs_dir=refs) == 1  # keep 0 h: delivered files go at once
+    assert not (refs / f"job{fresh}.png").exists()
     assert (tmp_path / f"job{stranded}.mp4").exists()
+
+
+async def test_price_overrides_reach_other_processes(location, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Prices are cached per process only briefly: another process's change shows after the TTL."""
+    from storage.store import PriceStore
+
+    first, second = await Store.open(location), await Store.open(location)
+    try:
+        assert await first.prices.overrides() == {}
+        await second.prices.set("kling_per_second", 5, actor_id=1)
+        assert await first.prices.overrides() == {}  # still cached
+        monkeypatch.setattr(PriceStore, "CACHE_SECONDS", 0.0)
+        assert await first.prices.overrides() == {"kling_per_second": 5}
+    finally:
+        await first.close()
+        await second.close()
