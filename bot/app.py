@@ -66,4 +66,9 @@ def run(settings: Settings) -> int:
     except discord.LoginFailure:
         print("Discord rejected DISCORD_TOKEN: check the bot token in .env.", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. the sandbox console's port is taken
+        if settings.discord_token is None and error.errno in (98, 48):
+            print(f"Port {settings.sandbox_port} is in use: set SANDBOX_PORT to a free port.", file=sys.stderr)
+            return 2
+        raise
     return 0
