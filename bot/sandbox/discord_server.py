@@ -3,21 +3,26 @@
 Tests and the sandbox run the real bot against it. It keeps guilds, channels, users, messages and
 uploaded files in memory and enforces the Discord rules the bot must live with (3 s ack window,
 15 min tokens, content and embed limits, upload limits, nonce de-duplication, permissions, DMs
-closed), and can be told to answer chosen routes with 429 or 5xx. Everything it receives is
-recorded for assertions; changes are published to subscribers (the web console).
+closed), and can be told to answer chosen routes with 429 or 5xx. The gateway speaks zlib-stream when
+asked (discord.py asks), numbers dispatches per session and replays missed ones on RESUME. Everything it
+receives is recorded for assertions; changes are published to subscribers (the web console) and kept in
+an ordered log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import itertools
 import json
 import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +40,11 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 ACK_WINDOW = 3.0
 TOKEN_LIFETIME = 15 * 60.0
 NONCE_WINDOW = 300.0
+NONCE_MAX_LENGTH = 25
+HEARTBEAT_INTERVAL_MS = 41250
+GATEWAY_BACKLOG = 1000
+V2_FLAG = 1 << 15
+V2_MAX_COMPONENTS = 40
 ALL_PERMISSIONS = (1 << 50) - 1
 DEFAULT_MEMBER_PERMISSIONS = 0x0000_0000_0400_0C40 | (1 << 15) | (1 << 14) | (1 << 38) | (1 << 31) | (1 << 11)
 MANAGE_GUILD = 1 << 5
@@ -66,6 +76,18 @@ class Fault:
 
 
 @dataclass
+class GatewaySession:
+    """A gateway session: its sequence numbers and the events it was sent, so a RESUME can replay them."""
+
+    id: str
+    shard: tuple[int, int] = (0, 1)
+    socket: web.WebSocketResponse | None = None
+    seq: int = 0
+    resumes: int = 0
+    backlog: deque[tuple[int, dict[str, Any]]] = field(default_factory=lambda: deque(maxlen=GATEWAY_BACKLOG))
+
+
+@dataclass
 class Interaction:
     """One interaction we sent to the bot, and what the bot did with it."""
 
@@ -89,11 +111,25 @@ class Interaction:
     sent_at: float | None = None  # perf_counter when INTERACTION_CREATE went out (latency benchmarks)
     acked_at: float | None = None
     responded: asyncio.Event = field(default_factory=asyncio.Event)
+    _followed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     async def wait_response(self, within: float = 10.0) -> dict[str, Any]:
+        """The callback the bot made: `{"type": callback type, "data": its data}`."""
         async with asyncio.timeout(within):
             await self.responded.wait()
         return {"type": self.response_type, "data": self.response}
+
+    async def wait_followups(self, count: int = 1, within: float = 10.0) -> list[int]:
+        """Ids of the first `count` followup messages, once the bot has sent that many."""
+        async with asyncio.timeout(within):
+            while len(self.followups) < count:
+                await self._followed.wait()
+        return self.followups[:count]
+
+    def _add_followup(self, message_id: int) -> None:
+        self.followups.append(message_id)
+        event, self._followed = self._followed, asyncio.Event()
+        event.set()
 
 
 @dataclass
@@ -121,10 +157,16 @@ class LoopbackDiscord:
         self.files: dict[int, tuple[bytes, str, str]] = {}
         self.commands: dict[int | None, list[dict[str, Any]]] = {None: []}
         self.interactions: dict[int, Interaction] = {}
+        self.modals: dict[str, dict[str, Any]] = {}  # custom_id -> the last modal the bot showed with it
         self.requests: list[Recorded] = []
+        self.log: list[dict[str, Any]] = []  # every published event in order, messages as snapshots
+        self._created_at: dict[str, float] = {}  # message id -> Discord clock time (nonce window)
         self.faults: list[Fault] = []
-        self.sessions: dict[str, int] = {}
+        self.sessions: dict[str, GatewaySession] = {}
+        self.gateway_log: list[tuple[str, str]] = []  # ("IDENTIFY" | "RESUME" | "INVALID_SESSION", session id)
+        self.heartbeats = 0
         self._sockets: set[web.WebSocketResponse] = set()
+        self._dropping: set[web.WebSocketResponse] = set()
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._message_waiters: list[tuple[int | None, Callable[[dict[str, Any]], bool], asyncio.Future[Any]]] = []
         self._seq = 0
@@ -187,6 +229,14 @@ class LoopbackDiscord:
         self.messages[channel_id] = []
         return channel_id
 
+    def add_group_dm(self, name: str, members: list[int]) -> int:
+        """A group DM between users (the bot is not in it): only a user-installed app can be used there."""
+        channel_id = self.new_id()
+        self.channels[channel_id] = {"id": channel_id, "type": 3, "recipients": list(members), "guild_id": None,
+                                     "name": name, "owner_id": members[0]}
+        self.messages[channel_id] = []
+        return channel_id
+
     def upload_limit(self, guild_id: int | None) -> int:
         if guild_id is None:
             return TIER_LIMITS[0]
@@ -200,6 +250,10 @@ class LoopbackDiscord:
         if channel["type"] == 1:
             return {"id": str(channel_id), "type": 1, "recipients": [self.users[channel["recipient"]]],
                     "last_message_id": None}
+        if channel["type"] == 3:
+            return {"id": str(channel_id), "type": 3, "name": channel["name"], "icon": None,
+                    "owner_id": str(channel["owner_id"]), "last_message_id": None,
+                    "recipients": [self.users[u] for u in channel["recipients"]]}
         payload = {"id": str(channel_id), "type": 0, "guild_id": str(channel["guild_id"]), "name": channel["name"],
                    "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
                    "rate_limit_per_user": 0, "last_message_id": None}
@@ -283,6 +337,7 @@ class LoopbackDiscord:
         self._subscribers.discard(queue)
 
     def _publish(self, event: dict[str, Any]) -> None:
+        self.log.append(copy.deepcopy(event) | {"at": self.clock()})
         for queue in list(self._subscribers):
             queue.put_nowait(event)
         if event["type"] in ("message_create", "message_update"):
@@ -316,14 +371,23 @@ class LoopbackDiscord:
     def all_messages(self) -> list[dict[str, Any]]:
         return [m for msgs in self.messages.values() for m in msgs]
 
+    def channel_log(self, channel_id: int) -> list[dict[str, Any]]:
+        """What happened in a channel, in order: message_create / message_update / message_delete snapshots."""
+        return [event for event in self.log if event.get("channel_id") == str(channel_id)
+                and event["type"].startswith("message_")]
+
     # -- gateway -------------------------------------------------------------------------------
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        """One gateway connection: HELLO, then IDENTIFY (new session) or RESUME (replay what was missed)."""
         socket = web.WebSocketResponse(max_msg_size=0, autoping=True)
         await socket.prepare(request)
         self._sockets.add(socket)
-        seq = itertools.count(1)
-        await socket.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None}))
+        # discord.py asks for compress=zlib-stream; answer in kind (one zlib context per connection), as Discord does.
+        compressor = zlib.compressobj() if request.query.get("compress") == "zlib-stream" else None
+        socket._compressor = compressor  # type: ignore[attr-defined]
+        session: GatewaySession | None = None
+        await self._send(socket, {"op": 10, "d": {"heartbeat_interval": HEARTBEAT_INTERVAL_MS}, "s": None, "t": None})
         try:
             async for frame in socket:
                 if frame.type != WSMsgType.TEXT:
@@ -331,35 +395,95 @@ class LoopbackDiscord:
                 data = json.loads(frame.data)
                 op = data.get("op")
                 if op == 1:
-                    await socket.send_str(json.dumps({"op": 11}))
+                    self.heartbeats += 1
+                    await self._send(socket, {"op": 11, "d": None, "s": None, "t": None})
                 elif op == 2:
-                    session = secrets.token_hex(8)
-                    self.sessions[session] = 0
-                    shard = data["d"].get("shard") or [0, 1]
-                    socket._shard = (int(shard[0]), int(shard[1]))  # type: ignore[attr-defined]
-                    mine = [g for g, v in self.guilds.items() if v["bot_member"] and self._shard_of(g, shard[1])
-                            == shard[0]]
-                    ready = {
-                        "v": 10, "user": self.bot_user, "session_id": session, "resume_gateway_url": self.gateway_url,
-                        "guilds": [{"id": str(g), "unavailable": True} for g in mine],
-                        "application": {"id": str(self.app_id), "flags": 0}, "private_channels": [],
-                        "relationships": [], "presences": [], "shard": shard,
-                    }
-                    await self._dispatch(socket, seq, "READY", ready)
-                    for guild_id in mine:
-                        await self._dispatch(socket, seq, "GUILD_CREATE", self._guild_payload(guild_id))
-                    self.identified.set()
+                    session = await self._identify(socket, data["d"])
                 elif op == 6:
-                    await self._dispatch(socket, seq, "RESUMED", {})
-                    self.identified.set()
+                    session = await self._resume(socket, data["d"])
+                elif op == 8:
+                    await self._member_chunk(socket, session, data["d"])
         finally:
             self._sockets.discard(socket)
+            if session is not None and session.socket is socket:
+                session.socket = None
+                # A client that closes normally (1000/1001) ends its session; anything else may resume.
+                if socket not in self._dropping and socket.close_code in (1000, 1001):
+                    self.sessions.pop(session.id, None)
+            self._dropping.discard(socket)
         return socket
 
-    async def _dispatch(self, socket: web.WebSocketResponse, seq: itertools.count[int], event: str,
-                        data: dict[str, Any]) -> None:
-        await socket.send_str(json.dumps({"op": 0, "t": event, "s": next(seq), "d": data}))
-        socket._seq = seq  # type: ignore[attr-defined]
+    async def _send(self, socket: web.WebSocketResponse, payload: dict[str, Any]) -> None:
+        text = json.dumps(payload)
+        compressor = getattr(socket, "_compressor", None)
+        if compressor is None:
+            await socket.send_str(text)
+        else:
+            await socket.send_bytes(compressor.compress(text.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH))
+
+    async def _identify(self, socket: web.WebSocketResponse, data: dict[str, Any]) -> GatewaySession:
+        shard = data.get("shard") or [0, 1]
+        session = GatewaySession(id=secrets.token_hex(8), shard=(int(shard[0]), int(shard[1])), socket=socket)
+        self.sessions[session.id] = session
+        socket._shard = session.shard  # type: ignore[attr-defined]
+        self.gateway_log.append(("IDENTIFY", session.id))
+        mine = [g for g, v in self.guilds.items() if v["bot_member"] and self._shard_of(g, session.shard[1])
+                == session.shard[0]]
+        ready = {
+            "v": 10, "user": self.bot_user, "session_id": session.id, "resume_gateway_url": self.gateway_url,
+            "guilds": [{"id": str(g), "unavailable": True} for g in mine],
+            "application": {"id": str(self.app_id), "flags": 0}, "private_channels": [],
+            "relationships": [], "presences": [], "shard": list(session.shard), "session_type": "normal",
+        }
+        await self._dispatch_to(session, "READY", ready)
+        for guild_id in mine:
+            await self._dispatch_to(session, "GUILD_CREATE", self._guild_payload(guild_id))
+        self.identified.set()
+        return session
+
+    async def _resume(self, socket: web.WebSocketResponse, data: dict[str, Any]) -> GatewaySession | None:
+        session = self.sessions.get(str(data.get("session_id")))
+        if session is None:
+            self.gateway_log.append(("INVALID_SESSION", str(data.get("session_id"))))
+            await self._send(socket, {"op": 9, "d": False, "s": None, "t": None})
+            return None
+        if session.socket is not None and session.socket is not socket:
+            self._dropping.add(session.socket)
+            await session.socket.close(code=4000, message=b"resumed elsewhere")
+        session.socket = socket
+        socket._shard = session.shard  # type: ignore[attr-defined]
+        session.resumes += 1
+        after = int(data.get("seq") or 0)
+        missed = [raw for seq, raw in session.backlog if seq > after]
+        self.gateway_log.append(("RESUME", session.id))
+        for raw in missed:
+            await self._send(socket, raw)
+        await self._dispatch_to(session, "RESUMED", {})
+        self.identified.set()
+        return session
+
+    async def _member_chunk(self, socket: web.WebSocketResponse, session: GatewaySession | None,
+                            data: dict[str, Any]) -> None:
+        """Answer REQUEST_GUILD_MEMBERS so a bot with the members intent does not wait for chunks."""
+        if session is None or int(data.get("guild_id") or 0) not in self.guilds:
+            return
+        guild_id = int(data["guild_id"])
+        payload = self._guild_payload(guild_id)
+        await self._dispatch_to(session, "GUILD_MEMBERS_CHUNK", {
+            "guild_id": str(guild_id), "members": payload["members"], "chunk_index": 0, "chunk_count": 1,
+            "not_found": [], "nonce": data.get("nonce")})
+
+    async def _dispatch_to(self, session: GatewaySession, event: str, data: dict[str, Any]) -> None:
+        """Number the event in the session, keep it for a resume, and send it if the client is connected."""
+        session.seq += 1
+        payload = {"op": 0, "t": event, "s": session.seq, "d": data}
+        session.backlog.append((session.seq, payload))
+        if session.socket is None or session.socket.closed:
+            return
+        try:
+            await self._send(session.socket, payload)
+        except (ConnectionResetError, RuntimeError):  # the connection went away mid-send; a resume replays it
+            log.debug("gateway send failed for session %s", session.id)
 
     @staticmethod
     def _shard_of(guild_id: int, count: int) -> int:
@@ -367,21 +491,25 @@ class LoopbackDiscord:
         return (int(guild_id) >> 22) % max(int(count), 1)
 
     async def broadcast(self, event: str, data: dict[str, Any]) -> None:
-        """Send a dispatch to the shard that owns its guild (DMs go to shard 0), as Discord does."""
-        guild_id = data.get("guild_id") or (data.get("id") if event == "GUILD_CREATE" else None)
-        for socket in list(self._sockets):
-            shard_id, count = getattr(socket, "_shard", (0, 1))
-            owner = self._shard_of(int(guild_id), count) if guild_id else 0
-            if owner != shard_id:
-                continue
-            seq = getattr(socket, "_seq", None) or itertools.count(1000)
-            await self._dispatch(socket, seq, event, data)
+        """Send a dispatch to the shard that owns its guild (DMs go to shard 0), as Discord does.
 
-    async def drop_connections(self) -> None:
-        """Close every gateway socket with a resumable code, as Discord does on a restart."""
+        Sessions whose connection dropped still get it in their backlog, so a RESUME delivers it.
+        """
+        guild_id = data.get("guild_id") or (data.get("id") if event == "GUILD_CREATE" else None)
+        for session in list(self.sessions.values()):
+            shard_id, count = session.shard
+            owner = self._shard_of(int(guild_id), count) if guild_id else 0
+            if owner == shard_id:
+                await self._dispatch_to(session, event, data)
+
+    async def drop_connections(self, *, resumable: bool = True) -> None:
+        """Close every gateway socket, as Discord does on a restart; `resumable=False` also forgets the sessions."""
         self.identified.clear()
+        if not resumable:
+            self.sessions.clear()
         for socket in list(self._sockets):
-            await socket.close(code=4000, message=b"reconnect")
+            self._dropping.add(socket)
+            await socket.close(code=4000 if resumable else 4009, message=b"reconnect")
 
     # -- interactions --------------------------------------------------------------------------
 
@@ -405,7 +533,11 @@ class LoopbackDiscord:
         attachments: dict[str, tuple[str, bytes, str]] | None = None,
         context: str | None = None,
     ) -> Interaction:
-        """Fire a slash command. `command` may hold subcommands ("job show"); context is inferred."""
+        """Fire a slash command as Discord would, typing each option from the command the bot registered.
+
+        `command` may hold subcommands ("credits grant"); `context` ("guild", "dm", "user_install",
+        "private_channel") is inferred from the channel when not given.
+        """
         parts = command.lstrip("/").split()
         channel_data = self.channels[channel]
         guild_id = channel_data.get("guild_id")
@@ -417,19 +549,27 @@ class LoopbackDiscord:
         nested: list[dict[str, Any]] = []
         container = nested
         for part in parts[1:]:
-            sub = next(o for o in leaf_specs if o["name"] == part)
+            sub = next((o for o in leaf_specs if o["name"] == part and o["type"] in (1, 2)), None)
+            if sub is None:
+                raise KeyError(f"/{parts[0]} has no subcommand {part!r}")
             node = {"name": part, "type": sub["type"], "options": []}
             container.append(node)
             container = node["options"]
             leaf_specs = sub.get("options", [])
+        if any(o["type"] in (1, 2) for o in leaf_specs):
+            raise KeyError(f"/{command} needs a subcommand: {[o['name'] for o in leaf_specs]}")
         for name, value in options.items():
             option = next((o for o in leaf_specs if o["name"] == name), None)
             if option is None:
                 raise KeyError(f"/{command} has no option {name}")
+            if option["type"] == 11:
+                raise ValueError(f"give attachment option {name!r} through attachments=")
             container.append({"name": name, "type": option["type"], "value": _typed(option["type"], value)})
-            if option["type"] == 6:
-                resolved.setdefault("users", {})[str(value)] = self.users[int(value)]
+            self._resolve(option["type"], int(value) if option["type"] in (6, 7, 8, 9) else 0, guild_id, resolved)
         for name, (filename, data, content_type) in attachments.items():
+            option = next((o for o in leaf_specs if o["name"] == name), None)
+            if option is None or option["type"] != 11:
+                raise KeyError(f"/{command} has no attachment option {name}")
             attachment_id = self.new_id()
             self.files[attachment_id] = (data, content_type, filename)
             container.append({"name": name, "type": 11, "value": str(attachment_id)})
@@ -438,26 +578,52 @@ class LoopbackDiscord:
                 "url": f"{self.base_url}/attachments/{attachment_id}/{filename}",
                 "proxy_url": f"{self.base_url}/attachments/{attachment_id}/{filename}", "ephemeral": True,
             }
-        data = {"id": spec["id"], "name": parts[0], "type": 1, "options": nested}
+        missing = [o["name"] for o in leaf_specs if o.get("required") and o["name"] not in options
+                   and o["name"] not in attachments]
+        if missing:
+            raise KeyError(f"/{command} is missing required options {missing}")
+        data = {"id": spec["id"], "name": parts[0], "type": spec.get("type", 1), "options": nested}
         if resolved:
             data["resolved"] = resolved
         return await self._fire(2, data, user=user, channel=channel, context=context, name=" ".join(parts))
 
-    async def click(self, message: dict[str, Any], custom_id: str, *, user: int) -> Interaction:
-        """Press a button on a message."""
-        found = None
-        for row in message.get("components", []):
-            for component in row.get("components", []):
-                if component.get("custom_id") == custom_id or component.get("label") == custom_id:
-                    found = component
+    def _resolve(self, option_type: int, value: int, guild_id: int | None, resolved: dict[str, Any]) -> None:
+        """Fill `data.resolved` for user/channel/mentionable options, as Discord sends the objects along."""
+        if option_type in (6, 9) and value in self.users:
+            resolved.setdefault("users", {})[str(value)] = self.users[value]
+            if guild_id is not None:
+                member = self._member_payload(guild_id, value)
+                member.pop("user")
+                resolved.setdefault("members", {})[str(value)] = member | {"permissions": "0"}
+        elif option_type == 7 and value in self.channels:
+            channel = self.channel_payload(value)
+            resolved.setdefault("channels", {})[str(value)] = {
+                "id": channel["id"], "type": channel["type"], "name": channel.get("name"), "permissions": "0",
+                **({"guild_id": channel["guild_id"]} if "guild_id" in channel else {})}
+
+    async def click(self, message: dict[str, Any], custom_id: str, *, user: int,
+                    values: list[str] | None = None) -> Interaction:
+        """Press a button (by custom_id or label) or pick `values` in a select, anywhere in the message's tree."""
+        found = next((c for c in _walk_components(message.get("components") or [])
+                      if c.get("custom_id") == custom_id or (c.get("label") == custom_id and c.get("custom_id"))),
+                     None)
         if found is None:
-            raise KeyError(f"no button {custom_id!r} on message {message['id']}")
-        data = {"custom_id": found["custom_id"], "component_type": found["type"]}
+            raise KeyError(f"no component {custom_id!r} on message {message['id']}")
+        if found.get("disabled"):
+            raise KeyError(f"component {custom_id!r} is disabled")  # nothing clickable by that name
+        data: dict[str, Any] = {"custom_id": found["custom_id"], "component_type": found["type"]}
+        if found["type"] != 2:
+            data["values"] = list(values or [])
         return await self._fire(3, data, user=user, channel=int(message["channel_id"]), message=message)
 
-    async def submit_modal(self, custom_id: str, values: dict[str, str], *, user: int, channel: int) -> Interaction:
-        components = [{"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
-                      for key, value in values.items()]
+    async def submit_modal(self, custom_id: str, values: dict[str, Any], *, user: int, channel: int) -> Interaction:
+        """Submit a modal the bot showed, answering its fields by custom_id in the modal's own layout."""
+        modal = self.modals.get(custom_id)
+        if modal is None:
+            components = [{"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
+                          for key, value in values.items()]
+        else:
+            components = [_modal_answer(component, values) for component in modal.get("components") or []]
         return await self._fire(5, {"custom_id": custom_id, "components": components}, user=user, channel=channel)
 
     async def _fire(self, kind: int, data: dict[str, Any], *, user: int, channel: int, context: str | None = None,
@@ -467,6 +633,8 @@ class LoopbackDiscord:
         if context is None:
             if channel_data["type"] == 1:
                 context = "dm"
+            elif channel_data["type"] == 3:
+                context = "private_channel"
             else:
                 context = "guild" if self.guilds[guild_id]["bot_member"] else "user_install"
         upload_limit = self.upload_limit(guild_id)
@@ -483,6 +651,7 @@ class LoopbackDiscord:
             guild = self.guilds[guild_id]
             payload["guild_id"] = str(guild_id)
             payload["guild_locale"] = "en-US"
+            payload["guild"] = {"id": str(guild_id), "locale": "en-US", "features": []}
             perms = ALL_PERMISSIONS if user in guild["admins"] else DEFAULT_MEMBER_PERMISSIONS
             payload["member"] = self._member_payload(guild_id, user) | {"permissions": str(perms)}
             payload["context"] = 0
@@ -499,7 +668,7 @@ class LoopbackDiscord:
                 payload["app_permissions"] = str(allowed)
         else:
             payload["user"] = self.users[user]
-            payload["context"] = 1
+            payload["context"] = 2 if channel_data["type"] == 3 else 1
             payload["authorizing_integration_owners"] = {"1": str(user)}
             payload["app_permissions"] = str(BOT_PERMISSIONS)
         if message is not None:
@@ -595,8 +764,11 @@ class LoopbackDiscord:
             ("PATCH", r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", self._edit_webhook_message),
             ("DELETE", r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", self._delete_webhook_message),
             ("POST", r"/channels/(\d+)/messages", self._create_message),
+            ("GET", r"/channels/(\d+)/messages", self._list_messages),
             ("GET", r"/channels/(\d+)/messages/(\d+)", self._get_message),
             ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._edit_channel_message),
+            ("DELETE", r"/channels/(\d+)/messages/(\d+)", self._delete_channel_message),
+            ("POST", r"/channels/(\d+)/typing", self._typing),
             ("GET", r"/channels/(\d+)", self._get_channel),
             ("POST", r"/users/@me/channels", self._create_dm),
             ("GET", r"/users/(\d+)", self._get_user),
@@ -662,8 +834,14 @@ class LoopbackDiscord:
         if self.clock() - interaction.created_at > ACK_WINDOW:
             interaction.error = "late"
             raise DiscordError(404, 10062, "Unknown interaction")
-        kind = int(body["type"])
-        data = body.get("data") or {}
+        kind = int((body or {}).get("type") or 0)
+        data = (body or {}).get("data") or {}
+        if kind not in (4, 5, 6, 7, 9):
+            raise DiscordError(400, 50035, "Invalid Form Body", {"type": "Value must be one of {4, 5, 6, 7, 9}."})
+        if kind in (6, 7) and "message" not in interaction.payload:
+            raise DiscordError(400, 50035, "Invalid Form Body", {"type": "Interaction callback type invalid."})
+        if kind == 9 and interaction.type == 5:
+            raise DiscordError(400, 50035, "Invalid Form Body", {"type": "A modal cannot answer a modal."})
         message = None
         if kind in (4, 5):
             flags = int(data.get("flags") or 0)
@@ -671,12 +849,16 @@ class LoopbackDiscord:
                                         limit=interaction.upload_limit, author=self.bot_user,
                                         interaction=interaction, loading=kind == 5)
             interaction.original_message_id = int(message["id"])
-        elif kind == 7:
+        elif kind in (6, 7):
             original = self._find_message(int(interaction.payload["message"]["id"]))
-            self._validate(data, files, interaction.upload_limit)
-            message = self._apply_edit(original, data, files)
+            interaction.original_message_id = int(original["id"])
+            if kind == 7:
+                self._validate(data, files, interaction.upload_limit, current=original)
+                message = self._apply_edit(original, data, files)
         elif kind == 9:
+            self._validate_components(data.get("components") or [], {}, modal=True)
             interaction.modal = data
+            self.modals[str(data.get("custom_id"))] = data
             self._publish({"type": "modal", "user_id": str(interaction.user_id), "data": data,
                            "channel_id": str(interaction.channel_id)})
         interaction.response_type = kind
@@ -694,6 +876,8 @@ class LoopbackDiscord:
             reply["resource"] = {"type": kind, "message": message}
         elif kind in (6, 9):
             reply["resource"] = {"type": kind}
+        if request.query.get("with_response", "").lower() not in ("1", "true"):
+            return web.Response(status=204)
         return reply
 
     async def _followup(self, request: web.Request, body: Any, files: list[Any], app: str, token: str) -> Any:
@@ -704,7 +888,7 @@ class LoopbackDiscord:
             raise DiscordError(400, 40094, "This interaction has hit the maximum number of follow up messages")
         message = self._new_message(interaction.channel_id, body or {}, files, limit=interaction.upload_limit,
                                     author=self.bot_user, interaction=interaction)
-        interaction.followups.append(int(message["id"]))
+        interaction._add_followup(int(message["id"]))
         return message
 
     def _webhook_target(self, token: str, message_id: str) -> tuple[Interaction, dict[str, Any]]:
@@ -727,36 +911,44 @@ class LoopbackDiscord:
     async def _delete_webhook_message(self, request: web.Request, body: Any, files: Any, app: str, token: str,
                                       message_id: str) -> Any:
         _, message = self._webhook_target(token, message_id)
-        self.messages[int(message["channel_id"])].remove(message)
-        self._publish({"type": "message_delete", "channel_id": message["channel_id"], "message_id": message["id"]})
+        self._delete(message)
         return web.Response(status=204)
 
-    async def _create_message(self, request: web.Request, body: Any, files: list[Any], channel_id: str) -> Any:
+    def _bot_channel(self, channel_id: str, *, send: bool = False, attach: bool = False) -> dict[str, Any]:
+        """The channel as the bot may use it: 10003 if unknown, 50001 without access, 50013 without permission."""
         channel = self.channels.get(int(channel_id))
         if channel is None:
             raise DiscordError(404, 10003, "Unknown Channel")
-        body = body or {}
         if channel["type"] == 1:
-            if channel["recipient"] in self.dms_closed:
+            if send and channel["recipient"] in self.dms_closed:
                 raise DiscordError(403, 50007, "Cannot send messages to this user")
-            limit = TIER_LIMITS[0]
+        elif channel["type"] == 3:
+            raise DiscordError(403, 50001, "Missing Access")  # a group DM the bot is not in (user installs)
         else:
-            guild = self.guilds[channel["guild_id"]]
-            if not guild["bot_member"]:
+            if not self.guilds[channel["guild_id"]]["bot_member"]:
                 raise DiscordError(403, 50001, "Missing Access")
-            if not channel["bot_can_send"] or (files and not channel["bot_can_attach"]):
+            if (send and not channel["bot_can_send"]) or (attach and not channel["bot_can_attach"]):
                 raise DiscordError(403, 50013, "Missing Permissions")
-            limit = self.upload_limit(channel["guild_id"])
+        return channel
+
+    async def _create_message(self, request: web.Request, body: Any, files: list[Any], channel_id: str) -> Any:
+        body = body or {}
+        channel = self._bot_channel(channel_id, send=True, attach=bool(files))
+        limit = TIER_LIMITS[0] if channel["type"] == 1 else self.upload_limit(channel["guild_id"])
         nonce = body.get("nonce")
+        if nonce is not None and len(str(nonce)) > NONCE_MAX_LENGTH:
+            raise DiscordError(400, 50035, "Invalid Form Body", {"nonce": "Must be 25 or fewer in length."})
         if nonce is not None and body.get("enforce_nonce"):
             for message in reversed(self.messages[int(channel_id)]):
                 if message.get("nonce") == str(nonce) and message["author"]["id"] == self.bot_user["id"] and \
-                        self.clock() - message["_created"] < NONCE_WINDOW:
+                        self.clock() - self._created_at[message["id"]] < NONCE_WINDOW:
                     return message
         return self._new_message(int(channel_id), body, files, limit=limit, author=self.bot_user)
 
-    def _find_message(self, message_id: int) -> dict[str, Any]:
-        for messages in self.messages.values():
+    def _find_message(self, message_id: int, channel_id: int | None = None) -> dict[str, Any]:
+        for key, messages in self.messages.items():
+            if channel_id is not None and key != channel_id:
+                continue
             for message in messages:
                 if message["id"] == str(message_id):
                     return message
@@ -764,26 +956,58 @@ class LoopbackDiscord:
 
     async def _get_message(self, request: web.Request, body: Any, files: Any, channel_id: str,
                            message_id: str) -> Any:
-        return self._find_message(int(message_id))
+        self._bot_channel(channel_id)
+        return self._find_message(int(message_id), int(channel_id))
+
+    async def _list_messages(self, request: web.Request, body: Any, files: Any, channel_id: str) -> Any:
+        """Channel history, newest first, with Discord's before/after/limit paging."""
+        self._bot_channel(channel_id)
+        limit = max(1, min(100, int(request.query.get("limit", 50))))
+        messages = list(self.messages[int(channel_id)])
+        if "before" in request.query:
+            messages = [m for m in messages if int(m["id"]) < int(request.query["before"])]
+        if "after" in request.query:
+            messages = [m for m in messages if int(m["id"]) > int(request.query["after"])][:limit]
+        return list(reversed(messages))[:limit]
 
     async def _edit_channel_message(self, request: web.Request, body: Any, files: list[Any], channel_id: str,
                                     message_id: str) -> Any:
-        message = self._find_message(int(message_id))
-        channel = self.channels[int(channel_id)]
-        self._validate(body or {}, files, self.upload_limit(channel.get("guild_id")))
+        channel = self._bot_channel(channel_id)
+        message = self._find_message(int(message_id), int(channel_id))
+        if message["author"]["id"] != self.bot_user["id"]:
+            raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+        self._validate(body or {}, files, self.upload_limit(channel.get("guild_id")), current=message)
         return self._apply_edit(message, body or {}, files)
+
+    async def _delete_channel_message(self, request: web.Request, body: Any, files: Any, channel_id: str,
+                                      message_id: str) -> Any:
+        self._bot_channel(channel_id)
+        message = self._find_message(int(message_id), int(channel_id))
+        if message["author"]["id"] != self.bot_user["id"]:
+            raise DiscordError(403, 50013, "Missing Permissions")  # the bot has no Manage Messages
+        self._delete(message)
+        return web.Response(status=204)
+
+    async def _typing(self, request: web.Request, body: Any, files: Any, channel_id: str) -> Any:
+        self._bot_channel(channel_id, send=True)
+        self._publish({"type": "typing", "channel_id": channel_id, "user_id": self.bot_user["id"]})
+        return web.Response(status=204)
+
+    def _delete(self, message: dict[str, Any]) -> None:
+        self.messages[int(message["channel_id"])].remove(message)
+        self._publish({"type": "message_delete", "channel_id": message["channel_id"], "message_id": message["id"]})
 
     async def _get_channel(self, request: web.Request, body: Any, files: Any, channel_id: str) -> Any:
         channel = self.channels.get(int(channel_id))
         if channel is None:
             raise DiscordError(404, 10003, "Unknown Channel")
-        if channel["type"] == 0 and not self.guilds[channel["guild_id"]]["bot_member"]:
-            raise DiscordError(403, 50001, "Missing Access")
+        if channel["type"] != 1:
+            self._bot_channel(channel_id)
         return self.channel_payload(int(channel_id))
 
     async def _create_dm(self, request: web.Request, body: Any, files: Any) -> Any:
-        recipient = int(body["recipient_id"])
-        if recipient not in self.users:
+        recipient = int((body or {}).get("recipient_id") or 0)
+        if recipient not in self.users or recipient == self.app_id:
             raise DiscordError(400, 50033, "Invalid Recipients")
         return self.channel_payload(self.dm_channel(recipient))
 
@@ -799,15 +1023,30 @@ class LoopbackDiscord:
         return self._guild_payload(int(guild_id))
 
     async def _get_member(self, request: web.Request, body: Any, files: Any, guild_id: str, user_id: str) -> Any:
+        guild = self.guilds.get(int(guild_id))
+        if guild is None or not guild["bot_member"]:
+            raise DiscordError(403, 50001, "Missing Access")
+        if int(user_id) != self.app_id and int(user_id) not in guild["members"]:
+            raise DiscordError(404, 10007, "Unknown Member")
         return self._member_payload(int(guild_id), int(user_id))
 
     # -- messages ------------------------------------------------------------------------------
 
-    def _validate(self, body: dict[str, Any], files: list[Any], limit: int) -> None:
+    def _validate(self, body: dict[str, Any], files: list[Any], limit: int, *,
+                  current: dict[str, Any] | None = None) -> None:
+        """Discord's form checks (50035 with per-field errors), then the per-file upload limit (413/40005)."""
         errors: dict[str, Any] = {}
         content = body.get("content")
         if content is not None and len(content) > 2000:
             errors["content"] = "Must be 2000 or fewer in length."
+        flags = int(body.get("flags") or 0) | int((current or {}).get("flags") or 0)
+        if flags & V2_FLAG:
+            if body.get("content") or body.get("embeds"):
+                errors["content"] = "The 'content' and 'embeds' fields cannot be used with Components V2."
+            if len(list(_walk_components(body.get("components") or []))) > V2_MAX_COMPONENTS:
+                errors["components"] = f"Must be {V2_MAX_COMPONENTS} or fewer in total."
+        elif len(body.get("components") or []) > 5:
+            errors["components"] = "Must be 5 or fewer in length."
         embeds = body.get("embeds") or []
         if len(embeds) > 10:
             errors["embeds"] = "Must be 10 or fewer in length."
@@ -827,15 +1066,15 @@ class LoopbackDiscord:
                 if len(item.get("name") or "") > 256 or len(item.get("value") or "") > 1024:
                     errors[f"embeds.{index}.fields.{number}"] = "Field too long."
             footer = (embed.get("footer") or {}).get("text") or ""
-            total += len(footer)
+            author = (embed.get("author") or {}).get("name") or ""
+            total += len(footer) + len(author)
             if len(footer) > 2048:
                 errors[f"embeds.{index}.footer.text"] = "Must be 2048 or fewer in length."
+            if len(author) > 256:
+                errors[f"embeds.{index}.author.name"] = "Must be 256 or fewer in length."
         if total > 6000:
             errors["embeds"] = "Embed size exceeds maximum size of 6000"
-        for row in body.get("components") or []:
-            for component in row.get("components") or []:
-                if len(component.get("custom_id") or "") > 100:
-                    errors["components"] = "custom_id must be 100 or fewer in length."
+        self._validate_components(body.get("components") or [], errors)
         if len(files) > 10 or len(body.get("attachments") or []) > 10:
             errors["attachments"] = "Must be 10 or fewer in length."
         if errors:
@@ -843,6 +1082,26 @@ class LoopbackDiscord:
         for _, data, _ in files:
             if len(data) > limit:
                 raise DiscordError(413, 40005, "Request entity too large")
+
+    @staticmethod
+    def _validate_components(components: list[dict[str, Any]], errors: dict[str, Any], *,
+                             modal: bool = False) -> None:
+        """custom_id: present on interactive components, at most 100 characters, unique in the message."""
+        seen: set[str] = set()
+        for component in _walk_components(components):
+            custom_id = component.get("custom_id")
+            if custom_id is None:
+                if component.get("type") in (3, 4, 5, 6, 7, 8) or (component.get("type") == 2 and
+                                                                   component.get("style") not in (5, 6)):
+                    errors["components"] = "custom_id is required for this component."
+                continue
+            if len(custom_id) > 100:
+                errors["components"] = "custom_id must be 100 or fewer in length."
+            if custom_id in seen:
+                errors["components"] = "Component custom id cannot be duplicated"
+            seen.add(custom_id)
+        if modal and errors:
+            raise DiscordError(400, 50035, "Invalid Form Body", errors)
 
     def _attachments(self, body: dict[str, Any], files: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:
         described = body.get("attachments") or []
@@ -855,14 +1114,20 @@ class LoopbackDiscord:
                 content_type = "video/mp4"
             self.files[attachment_id] = (data, content_type, name)
             url = f"{self.base_url}/attachments/{attachment_id}/{name}"
-            out.append({"id": str(attachment_id), "filename": name, "size": len(data), "url": url, "proxy_url": url,
-                        "content_type": content_type})
+            attachment = {"id": str(attachment_id), "filename": name, "size": len(data), "url": url,
+                          "proxy_url": url, "content_type": content_type}
+            if meta.get("description"):
+                attachment["description"] = meta["description"]
+            out.append(attachment)
         return out
 
     def _new_message(self, channel_id: int, body: dict[str, Any], files: list[Any], *, limit: int,
                      author: dict[str, Any], interaction: Interaction | None = None,
                      loading: bool = False) -> dict[str, Any]:
         self._validate(body, files, limit)
+        if not loading and not (body.get("content") or body.get("embeds") or body.get("components") or files
+                                or body.get("sticker_ids") or body.get("poll")):
+            raise DiscordError(400, 50006, "Cannot send an empty message")
         channel = self.channels[channel_id]
         now = self.clock()
         message_id = self.new_id()
@@ -874,8 +1139,9 @@ class LoopbackDiscord:
             "attachments": self._attachments(body, files),
             "embeds": body.get("embeds") or [], "components": body.get("components") or [], "flags": flags,
             "type": 20 if interaction is not None else 0, "pinned": False,
-            "allowed_mentions": body.get("allowed_mentions"), "_created": now,
+            "allowed_mentions": body.get("allowed_mentions"),
         }
+        self._created_at[str(message_id)] = now
         if channel.get("guild_id"):
             message["guild_id"] = str(channel["guild_id"])
         if body.get("nonce") is not None:
@@ -887,7 +1153,8 @@ class LoopbackDiscord:
             message["interaction_name"] = interaction.name
             message["interaction_metadata"] = {"id": str(interaction.id), "type": interaction.type,
                                                "user": self.users[interaction.user_id],
-                                               "authorizing_integration_owners": {}}
+                                               "authorizing_integration_owners":
+                                                   interaction.payload.get("authorizing_integration_owners", {})}
         self.messages[channel_id].append(message)
         self._publish({"type": "message_create", "channel_id": str(channel_id), "message": message})
         return message
@@ -901,21 +1168,24 @@ class LoopbackDiscord:
             kept = [a for a in message["attachments"] if a["id"] in keep]
             message["attachments"] = kept + self._attachments({"attachments": [
                 a for a in body.get("attachments") or [] if str(a.get("id")) not in {k["id"] for k in kept}]}, files)
-        if "flags" in body and body["flags"] is not None:
-            message["flags"] = int(body["flags"])
-        message["flags"] = int(message.get("flags") or 0) & ~128
+        flags = int(message.get("flags") or 0) & ~128  # an edit ends the "thinking" state
+        if body.get("flags") is not None:
+            # Only SUPPRESS_EMBEDS can be toggled; IS_COMPONENTS_V2 can be added but never removed.
+            flags = (flags & ~4) | (int(body["flags"]) & (4 | V2_FLAG))
+        message["flags"] = flags
         message["edited_timestamp"] = _iso(self.clock())
         self._publish({"type": "message_update", "channel_id": message["channel_id"], "message": message})
         return message
 
 
 def _typed(option_type: int, value: Any) -> Any:
+    """An option value as Discord types it in the payload (the registered option type decides)."""
     if option_type == 4:
         return int(value)
     if option_type == 10:
         return float(value)
     if option_type == 5:
-        return bool(value)
+        return value.strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
     if option_type in (6, 7, 8, 9, 11):
         return str(value)
     return value
@@ -934,6 +1204,40 @@ def _strip_private(value: Any) -> Any:
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+
+
+def _walk_components(components: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every component in a tree: action rows, Components V2 containers and sections, modal labels."""
+    for component in components:
+        yield component
+        yield from _walk_components(component.get("components") or [])
+        for key in ("accessory", "component"):
+            if isinstance(component.get(key), dict):
+                yield from _walk_components([component[key]])
+
+
+def _modal_answer(component: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """What the Discord client submits for one modal component, filled from `values` (by custom_id)."""
+    kind = component.get("type")
+    if kind == 1:
+        return {"type": 1, "components": [_modal_answer(child, values) for child in component.get("components", [])]}
+    if kind == 18:
+        answer = {"type": 18, "component": _modal_answer(component["component"], values)}
+        return answer | ({"id": component["id"]} if "id" in component else {})
+    custom_id = component.get("custom_id")
+    if kind == 4:
+        return {"type": 4, "custom_id": custom_id, "value": str(values.get(custom_id, component.get("value") or ""))}
+    if kind in (3, 5, 6, 7, 8, 22):  # selects and checkbox groups (file uploads are not simulated: no values)
+        chosen = values.get(custom_id, [])
+        return {"type": kind, "custom_id": custom_id, "values": [str(v) for v in
+                                                                 (chosen if isinstance(chosen, list) else [chosen])]}
+    if kind == 19:
+        return {"type": 19, "custom_id": custom_id, "values": []}
+    if kind == 21:
+        return {"type": 21, "custom_id": custom_id, "value": values.get(custom_id)}
+    if kind == 23:
+        return {"type": 23, "custom_id": custom_id, "value": bool(values.get(custom_id, False))}
+    return {key: component[key] for key in ("type", "id", "custom_id") if key in component}
 
 
 async def iterate(queue: asyncio.Queue[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:

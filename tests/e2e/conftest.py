@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.sandbox.discord_server import LoopbackDiscord
-from tests.e2e.harness import BotHarness, FakeClock, e2e_settings
+from tests.e2e.harness import BotHarness, FakeClock, LoopbackDriver, e2e_settings
 
 
 @pytest.fixture
@@ -24,6 +24,18 @@ async def server(clock: FakeClock) -> AsyncIterator[LoopbackDiscord]:
         yield discord_server
     finally:
         await discord_server.stop()
+
+
+@pytest.fixture
+def loopback(server: LoopbackDiscord) -> LoopbackDriver:
+    """Discord's users acting on the loopback server (invoke, click, submit_modal, wait_for_message)."""
+    return LoopbackDriver(server)
+
+
+@pytest.fixture(name="discord")
+def discord_fixture(loopback: LoopbackDriver) -> LoopbackDriver:
+    """The same driver under the name the brief asked for; it shadows the `discord` module inside a test."""
+    return loopback
 
 
 @pytest.fixture

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+import discord
 
 from bot.client import VideoBot
 from bot.config import Settings
@@ -30,6 +32,22 @@ class FakeClock:
         self.offset += seconds
 
 
+class FrozenClock:
+    """Discord's clock standing still until a test moves it: the 3 s and 15 min rules never fire by accident
+    on a slow machine, only when a test advances past them."""
+
+    def __init__(self, start: float | None = None) -> None:
+        import time
+
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def e2e_settings(tmp_path: Path, server: LoopbackDiscord, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "discord_token": "loopback-token",
@@ -47,11 +65,112 @@ def e2e_settings(tmp_path: Path, server: LoopbackDiscord, **overrides: Any) -> S
     return Settings(**values)
 
 
+ClientT = TypeVar("ClientT", bound=discord.Client)
+
+
+async def start_client(client: discord.Client, server: LoopbackDiscord, token: str = "loopback-token", *,
+                       ready_timeout: float = 20.0) -> asyncio.Task[None]:
+    """Point discord.py at `server`, log in, connect in a task and return it once the client is ready.
+
+    If `connect` dies first (a parser KeyError, a refused login), its error is raised here instead of a timeout.
+    """
+    point_discord_py_at(server.api_base, server.gateway_url)
+    await client.login(token)
+    task = asyncio.create_task(client.connect(reconnect=True))
+    ready = asyncio.create_task(client.wait_until_ready())
+    try:
+        async with asyncio.timeout(ready_timeout):
+            await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ready.cancel()
+    if task.done():
+        task.result()  # raises what stopped the client
+        raise RuntimeError("the client disconnected before it was ready")
+    return task
+
+
+async def stop_client(client: discord.Client, task: asyncio.Task[None] | None) -> None:
+    """Close the client (normal close: the loopback gateway ends its session) and reap its task."""
+    await client.close()
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def running_client(client: ClientT, server: LoopbackDiscord, token: str = "loopback-token", *,
+                         ready_timeout: float = 20.0) -> AsyncIterator[ClientT]:
+    """Any discord.py client (a test bot, the real bot) logged in to the loopback Discord for the block."""
+    task = await start_client(client, server, token, ready_timeout=ready_timeout)
+    try:
+        yield client
+    finally:
+        await stop_client(client, task)
+
+
 @dataclass
-class BotHarness:
-    """A loopback Discord with the real bot logged in to it."""
+class LoopbackDriver:
+    """Acts as Discord's users against the loopback server: run commands, click, submit modals, read messages."""
 
     server: LoopbackDiscord
+
+    async def invoke(self, command: str, *, user: int | None = None, channel: int | None = None,
+                     attachments: dict[str, tuple[str, bytes, str]] | None = None,
+                     context: str | None = None, options: dict[str, Any] | None = None,
+                     respond_within: float | None = 10.0, **more: Any) -> Interaction:
+        """Run a slash command ("/credits grant" for subcommands) and, unless `respond_within` is None, wait
+        until the bot has answered it. Options go as keywords, or in `options` for names like `user`."""
+        interaction = await self.server.invoke(
+            command, user=self.server.alice if user is None else user,
+            channel=self.server.general if channel is None else channel,
+            options={**(options or {}), **more}, attachments=attachments, context=context)
+        if respond_within is not None:
+            await interaction.wait_response(within=respond_within)
+        return interaction
+
+    async def click(self, message: dict[str, Any], button: str, *, user: int | None = None,
+                    values: list[str] | None = None, respond_within: float | None = 10.0) -> Interaction:
+        """Press a button (custom_id or label) or choose select `values`, and wait for the bot's answer."""
+        interaction = await self.server.click(message, button, user=self.server.alice if user is None else user,
+                                              values=values)
+        if respond_within is not None:
+            await interaction.wait_response(within=respond_within)
+        return interaction
+
+    async def submit_modal(self, custom_id: str, values: dict[str, Any], *, user: int | None = None,
+                           channel: int | None = None, respond_within: float | None = 10.0) -> Interaction:
+        """Fill in and submit a modal the bot showed, and wait for the bot's answer."""
+        interaction = await self.server.submit_modal(
+            custom_id, values, user=self.server.alice if user is None else user,
+            channel=self.server.general if channel is None else channel)
+        if respond_within is not None:
+            await interaction.wait_response(within=respond_within)
+        return interaction
+
+    async def wait_for_message(self, channel: int | None, predicate: Callable[[dict[str, Any]], bool],
+                               timeout: float = 30.0) -> dict[str, Any]:
+        return await self.server.wait_for_message(channel, predicate, within=timeout)
+
+    def response_message(self, interaction: Interaction) -> dict[str, Any]:
+        assert interaction.original_message_id is not None
+        for message in self.server.all_messages():
+            if message["id"] == str(interaction.original_message_id):
+                return message
+        raise KeyError(interaction.original_message_id)
+
+    def ephemeral_text(self, interaction: Interaction) -> str:
+        """The text of an ephemeral answer (content plus embed descriptions)."""
+        message = self.response_message(interaction)
+        assert message["flags"] & 64, "expected an ephemeral answer"
+        parts = [message["content"]] + [embed.get("description") or "" for embed in message["embeds"]]
+        return "\n".join(part for part in parts if part)
+
+
+@dataclass
+class BotHarness(LoopbackDriver):
+    """A loopback Discord with the real bot logged in to it."""
+
     settings: Settings
     bot: VideoBot | None = None
     task: asyncio.Task[None] | None = None
@@ -62,44 +181,18 @@ class BotHarness:
     async def start(self) -> VideoBot:
         point_discord_py_at(self.settings.discord_api_base, self.settings.discord_gateway_url)
         bot = VideoBot(self.settings, serve_web=self.serve_web, **({"clock": self.clock} if self.clock else {}))
-        await bot.login("loopback-token")
-        self.task = asyncio.create_task(bot.connect(reconnect=True))
-        async with asyncio.timeout(20):
-            await bot.wait_until_ready()
+        self.task = await start_client(bot, self.server, "loopback-token")
         self.bot = bot
         return bot
 
     async def stop(self) -> None:
         if self.bot is not None:
-            await self.bot.close()
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
+            await stop_client(self.bot, self.task)
         self.bot = None
 
     async def restart(self) -> VideoBot:
         await self.stop()
         return await self.start()
-
-    async def invoke(self, command: str, *, user: int, channel: int,
-                     attachments: dict[str, tuple[str, bytes, str]] | None = None,
-                     context: str | None = None, options: dict[str, Any] | None = None,
-                     **more: Any) -> Interaction:
-        """Run a slash command and wait until the bot has answered it (`options` for names like `user`)."""
-        interaction = await self.server.invoke(command, user=user, channel=channel, options={**(options or {}), **more},
-                                               attachments=attachments, context=context)
-        await interaction.wait_response(within=10)
-        return interaction
-
-    async def click(self, message: dict[str, Any], button: str, *, user: int) -> Interaction:
-        interaction = await self.server.click(message, button, user=user)
-        await interaction.wait_response(within=10)
-        return interaction
-
-    async def wait_for_message(self, channel: int | None, predicate: Callable[[dict[str, Any]], bool],
-                               timeout: float = 30.0) -> dict[str, Any]:
-        return await self.server.wait_for_message(channel, predicate, within=timeout)
 
     async def wait_job(self, job_id: int, *states: Any, timeout: float = 30.0) -> Any:
         """Poll the bot's store until the job reaches one of `states`."""
@@ -117,17 +210,3 @@ class BotHarness:
 
         return await self.wait_job(job_id, JobState.DELIVERED, JobState.FAILED, JobState.CANCELED,
                                    JobState.UNDELIVERED, timeout=timeout)
-
-    def response_message(self, interaction: Interaction) -> dict[str, Any]:
-        assert interaction.original_message_id is not None
-        for message in self.server.all_messages():
-            if message["id"] == str(interaction.original_message_id):
-                return message
-        raise KeyError(interaction.original_message_id)
-
-    def ephemeral_text(self, interaction: Interaction) -> str:
-        """The text of an ephemeral answer (content plus embed descriptions)."""
-        message = self.response_message(interaction)
-        assert message["flags"] & 64, "expected an ephemeral answer"
-        parts = [message["content"]] + [embed.get("description") or "" for embed in message["embeds"]]
-        return "\n".join(part for part in parts if part)

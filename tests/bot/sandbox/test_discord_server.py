@@ -25,7 +25,7 @@ class TinyBot(discord.Client):
     """A minimal client whose commands expose each rule to the test."""
 
     def __init__(self) -> None:
-        super().__init__(intents=discord.Intents.none())
+        super().__init__(intents=discord.Intents.none(), guild_ready_timeout=0.5)
         self.tree = app_commands.CommandTree(self)
         self.gate = asyncio.Event()
         self.outcome: asyncio.Future[Any] | None = None
