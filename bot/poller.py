@@ -71,11 +71,13 @@ def next_poll_delay(elapsed: float, low: float, high: float, scale: float) -> fl
     """Seconds until the next status check of a task submitted `elapsed` seconds ago.
 
     `low`/`high` is the provider's typical wait. One early look at half of `low` (catches
-    moderation failures, gives progress), one at `low`, then about ten looks across the typical
-    window, then a backoff that grows with how overdue the task is.
+    moderation failures, gives progress), one at `low`, then looks every min(window/10, 10 s)
+    across the typical window, then a backoff that grows with how overdue the task is.
     """
     low, high = low * scale, max(high, low) * scale
-    step = max((high - low) / 10, low / 40, 0.02)
+    # Ten looks across the window, but never sparser than every 10 s: the result is picked up about as
+    # fast as by fixed 10 s polling, while the requests before the window are saved.
+    step = max(min((high - low) / 10, 10.0 * scale), 0.02)
     if elapsed < low / 2:
         return max(low / 2 - elapsed, 0.02)
     if elapsed < low:
