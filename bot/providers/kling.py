@@ -3,10 +3,21 @@
 Facts from PROVIDERS.md: HS256 JWT with iss/exp/nbf, refreshed before expiry; `duration` is a
 string; every answer carries an envelope `code` (0 = success) that is checked even on HTTP 200;
 `external_task_id` is our job id so a retried submit finds the task it already created.
+
+Assumptions about the API (not certain from the documentation we have):
+- A create whose `external_task_id` already exists fails with a 12xx code whose message mentions
+  the external id / a duplicate; the existing task can then be read at
+  `GET /v1/videos/{kind}/{external_task_id}` (the query path accepts either id). The fakes in
+  tests/bot/providers/fakes.py implement exactly this.
+- `cfg_scale` is documented as unsupported on v2.x official models: we send it only to models
+  whose name starts with "kling-v1" (`cfg_applied`), and `notes` tells the user otherwise.
+- Callbacks are unsigned, so `callback_url` carries a token derived from the secret key
+  (`callback_token`), which bot/web.py checks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -30,8 +41,8 @@ from bot.providers.base import (
 )
 from bot.providers.http import (
     classify_text,
-    json_body,
     make_client,
+    maybe_json,
     parse_retry_after,
     redact,
     status_error,
@@ -44,13 +55,15 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "kling-v2-master"
 TOKEN_LIFETIME = 1800
-REFRESH_MARGIN = 300
+REFRESH_MARGIN = 300  # renew when less than five minutes remain: a request in flight must not expire
+KINDS = ("text2video", "image2video")
 STATES = {
     "submitted": ProviderState.QUEUED,
     "processing": ProviderState.RUNNING,
     "succeed": ProviderState.SUCCEEDED,
     "failed": ProviderState.FAILED,
 }
+DUPLICATE_WORDS = ("external_task_id", "external task id", "duplicate", "already exist")
 
 
 def _b64(data: bytes) -> str:
@@ -92,16 +105,31 @@ def error_for_code(code: int, message: str, *, model: str, retry_after: float | 
     return ProviderError(kind, message, model=model, retry_after=retry_after, provider_code=str(code))
 
 
+def _code(value: Any) -> int | None:
+    """The envelope code as an int (some gateways send it as a string)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
 class KlingProvider(VideoProvider):
+    """Kling through its official API."""
+
     name = "kling"
 
-    def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None,
+    def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None, base_url: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.base = settings.kling_api_base.rstrip("/")
+        self.base = (base_url or settings.kling_api_base).rstrip("/")
+        self._owns_client = client is None
         self.client = client or make_client(settings.provider_timeout_seconds)
         self.clock = clock
         self._token: tuple[str, float] | None = None
+        self._warned: set[str] = set()
 
     @property
     def model(self) -> str:
@@ -128,7 +156,7 @@ class KlingProvider(VideoProvider):
         if access is None or secret is None:
             raise ProviderError(ErrorKind.AUTH, "KLING_ACCESS_KEY and KLING_SECRET_KEY must be set")
         token = make_jwt(access.get_secret_value(), secret.get_secret_value(), now)
-        self._token = (token, now + TOKEN_LIFETIME)
+        self._token = (token, int(now) + TOKEN_LIFETIME)
         return token
 
     def _secrets(self) -> list[str | None]:
@@ -136,33 +164,36 @@ class KlingProvider(VideoProvider):
         return [v.get_secret_value() if v else None for v in values] + [self._token[0] if self._token else None]
 
     def _envelope(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        """Check HTTP status *and* the envelope code; return `data`."""
+        """Check the envelope `code` *and* the HTTP status (a 200 may carry an error code); return `data`."""
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = maybe_json(response)
+        status = response.status_code
         if not isinstance(body, dict):
-            if response.status_code >= 400:
-                raise status_error(response.status_code, f"{what}: HTTP {response.status_code}", model=self.model,
-                                   retry_after=retry_after)
-            json_body(response, what)  # raises the unreadable-answer error
-            raise ProviderError(ErrorKind.TRANSIENT, f"{what}: unexpected answer")
-        code = body.get("code")
-        message = redact(str(body.get("message") or f"HTTP {response.status_code}"), self._secrets())
-        if isinstance(code, int) and code != 0:
+            if status >= 400:
+                message = f"{what}: HTTP {status}"
+                if status in (404, 410):  # no envelope: the endpoint itself is gone
+                    message = f"model {self.model} is not available at Kling ({message})"
+                raise status_error(status, message, model=self.model, retry_after=retry_after)
+            raise ProviderError(ErrorKind.TRANSIENT, f"{what}: the provider sent an unreadable answer (HTTP {status})",
+                                provider_code="bad_body")
+        code = _code(body.get("code"))
+        message = redact(str(body.get("message") or f"HTTP {status}")[:500], self._secrets())
+        if code is None and "code" in body:
+            raise ProviderError(ErrorKind.TRANSIENT, f"{what}: unexpected envelope code", provider_code="bad_body")
+        if code:
             raise error_for_code(code, message, model=self.model, retry_after=retry_after)
-        if response.status_code >= 400:
-            raise status_error(response.status_code, message, model=self.model, retry_after=retry_after)
+        if status >= 400:
+            raise status_error(status, message, model=self.model, retry_after=retry_after)
         data = body.get("data")
         if not isinstance(data, dict):
-            raise ProviderError(ErrorKind.TRANSIENT, f"{what}: answer without data")
+            raise ProviderError(ErrorKind.TRANSIENT, f"{what}: answer without data", provider_code="bad_body")
         return data
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token()}", "Content-Type": "application/json"}
+        return {"Authorization": f"Bearer {self.token()}"}
 
     def build_body(self, ctx: JobContext) -> tuple[str, dict[str, Any]]:
+        """The endpoint kind and its JSON body (duration is a string here)."""
         request = ctx.request
         if not isinstance(request, KlingRequest):
             raise ProviderError(ErrorKind.INVALID_REQUEST, "Kling's API only renders Kling requests")
@@ -175,7 +206,7 @@ class KlingProvider(VideoProvider):
         if request.negative_prompt:
             body["negative_prompt"] = request.negative_prompt
         if self.cfg_applied(request):
-            body["cfg_scale"] = request.cfg_scale
+            body["cfg_scale"] = float(request.cfg_scale)
         if request.reference_image:
             body["image"] = base64.b64encode(Path(request.reference_image).read_bytes()).decode("ascii")
         if self.settings.public_base_url:
@@ -184,13 +215,14 @@ class KlingProvider(VideoProvider):
         return kind, body
 
     async def submit(self, ctx: JobContext) -> str:
-        kind, body = self.build_body(ctx)
+        kind, body = await asyncio.to_thread(self.build_body, ctx)  # reads the image file
         async with transport_errors("kling submit"):
             response = await self.client.post(f"{self.base}/v1/videos/{kind}", json=body, headers=self._headers())
         try:
             data = self._envelope(response, "kling submit")
         except ProviderError as error:
-            if error.provider_code == "1201" and "external_task_id" in error.message.lower():
+            if _is_duplicate(error):
+                log.info("kling: task for job %s already exists; looking it up", ctx.job_id)
                 return await self._existing(kind, ctx.job_id)  # our earlier try got through
             raise
         task_id = data.get("task_id")
@@ -199,36 +231,57 @@ class KlingProvider(VideoProvider):
         return f"{kind}:{task_id}"
 
     async def _existing(self, kind: str, job_id: int) -> str:
-        """Find the task a previous submit created (assumption: the query path accepts external_task_id)."""
+        """Find the task a previous submit created, by its external id (see the module docstring)."""
         async with transport_errors("kling lookup"):
             response = await self.client.get(f"{self.base}/v1/videos/{kind}/{job_id}", headers=self._headers())
         data = self._envelope(response, "kling lookup")
+        if not data.get("task_id"):
+            raise ProviderError(ErrorKind.TRANSIENT, "kling lookup: no task id in the answer")
         return f"{kind}:{data['task_id']}"
 
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
-        kind, _, task_id = provider_job_id.partition(":")
+        kind, sep, task_id = provider_job_id.partition(":")
+        if not sep or kind not in KINDS:  # an id without its kind: the text endpoint is the default
+            kind, task_id = "text2video", provider_job_id
         async with transport_errors("kling status"):
             response = await self.client.get(f"{self.base}/v1/videos/{kind}/{task_id}", headers=self._headers())
         data = self._envelope(response, "kling status")
-        state = STATES.get(str(data.get("task_status")))
+        status = str(data.get("task_status", ""))
+        state = STATES.get(status)
         if state is None:
+            if status not in self._warned:
+                self._warned.add(status)
+                log.warning("kling: unknown task status %r; still polling", status[:40])
             return StatusResult(ProviderState.RUNNING)
         if state is ProviderState.SUCCEEDED:
-            videos = (data.get("task_result") or {}).get("videos") or []
+            result = data.get("task_result") if isinstance(data.get("task_result"), dict) else {}
+            videos = result.get("videos") if isinstance(result.get("videos"), list) else []
             url = videos[0].get("url") if videos and isinstance(videos[0], dict) else None
-            if not url:
-                raise ProviderError(ErrorKind.TRANSIENT, "kling reported success without a video URL")
+            if not isinstance(url, str) or not url:
+                raise ProviderError(ErrorKind.TRANSIENT, "kling reported success without a video URL",
+                                    provider_code="missing_output")
             return StatusResult(state, progress=100, result_url=url)
         if state is ProviderState.FAILED:
-            message = redact(str(data.get("task_status_msg") or "the task failed"), self._secrets())
-            return StatusResult(state, error=ProviderError(classify_text(message), message, model=self.model))
+            message = redact(str(data.get("task_status_msg") or "the task failed")[:500], self._secrets())
+            kind_ = classify_text(message)
+            if kind_ is ErrorKind.MODEL_UNAVAILABLE:
+                message = f"model {self.model} is not available at Kling ({message})"
+            return StatusResult(state, error=ProviderError(kind_, message, model=self.model))
         return StatusResult(state)
 
     async def fetch(self, result_url: str, dest: Path, ctx: JobContext, *, max_bytes: int) -> int:
+        # Result URLs are CDN links: no JWT goes there.
         return await stream_to_file(self.client, result_url, dest, max_bytes=max_bytes, what="kling download")
 
     async def cancel(self, provider_job_id: str, ctx: JobContext) -> bool:
         return False  # the API has no cancel; the job is refunded on our side anyway
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._owns_client:
+            await self.client.aclose()
+
+
+def _is_duplicate(error: ProviderError) -> bool:
+    """A create refused because our external_task_id exists: an earlier submit got through."""
+    code = int(error.provider_code) if (error.provider_code or "").isdigit() else 0
+    return 1200 <= code <= 1299 and any(word in error.message.lower() for word in DUPLICATE_WORDS)

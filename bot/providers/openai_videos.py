@@ -4,17 +4,26 @@ remain behind OPENAI_BASE_URL, so a 404/410 reads as `model_unavailable`, clearl
 Facts from PROVIDERS.md and specs/openai-videos-openapi.json: `seconds` is a string, `size` is
 "WxH", `input_reference` is an image file of exactly that size (multipart), the video bytes are
 at `/videos/{id}/content`. A user's own key is used for that job's requests only.
+
+Mapping decisions:
+- 401/403 with the operator's key -> `auth` (alert the operator). With the user's own key it is
+  the user's problem: `invalid_request` with provider_code `user_key_rejected`.
+- 429 `insufficient_quota` (or a billing code) -> `quota_or_billing`; other 429s -> `rate_limited`.
+- 404/410 or `model_not_found` -> `model_unavailable` naming the model and the base URL.
+- `moderation_blocked` (or policy words in a 400) -> `content_policy`.
+- There is no cancel endpoint (DELETE only applies to completed or failed videos): `cancel` is False.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from pydantic import SecretStr
 
 from bot.config import Settings
@@ -28,8 +37,9 @@ from bot.providers.base import (
 )
 from bot.providers.http import (
     classify_text,
-    json_body,
+    json_object,
     make_client,
+    maybe_json,
     parse_retry_after,
     redact,
     status_error,
@@ -46,16 +56,44 @@ STATES = {
     "completed": ProviderState.SUCCEEDED,
     "failed": ProviderState.FAILED,
 }
-POLICY_CODES = {"moderation_blocked", "content_policy_violation", "content_filter"}
+POLICY_CODES = {"moderation_blocked", "content_policy_violation", "content_filter", "input_moderation",
+                "output_moderation"}
+QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"}
+RETIRED_CODES = {"model_not_found", "model_deprecated"}
+TRANSIENT_CODES = {"server_error", "internal_error", "timeout", "service_unavailable"}
+
+
+def fit_reference(path: str | Path, size: tuple[int, int]) -> bytes:
+    """The first frame as PNG bytes of exactly `size` (the API rejects other sizes).
+
+    The bot already fits first frames; this re-checks with Pillow and crops-to-fill when a file
+    of another size slipped through.
+    """
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image) or image
+            rgb = image.convert("RGB")
+    except (OSError, UnidentifiedImageError):
+        raise ProviderError(ErrorKind.INVALID_REQUEST, "the reference image could not be read",
+                            provider_code="bad_reference") from None
+    fitted = rgb if rgb.size == size else ImageOps.fit(rgb, size, method=Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    fitted.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 class OpenAIVideosProvider(VideoProvider):
+    """Sora through OpenAI's Videos API (or a compatible endpoint at OPENAI_BASE_URL)."""
+
     name = "openai"
 
-    def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None,
+                 base_url: str | None = None) -> None:
         self.settings = settings
-        self.base = settings.openai_base_url.rstrip("/")
+        self.base = (base_url or settings.openai_base_url).rstrip("/")
+        self._owns_client = client is None
         self.client = client or make_client(settings.provider_timeout_seconds)
+        self._warned: set[str] = set()
 
     def model_id(self, request: AnyRequest) -> str:
         if isinstance(request, SoraRequest) and request.is_pro:
@@ -70,6 +108,7 @@ class OpenAIVideosProvider(VideoProvider):
         return self.settings.openai_api_key.get_secret_value()
 
     def _headers(self, ctx: JobContext | None) -> dict[str, str]:
+        """The operator's key, or the job's own key for that job only (never stored on the client)."""
         return {"Authorization": f"Bearer {self._key(ctx)}"}
 
     def _secrets(self, ctx: JobContext | None) -> list[str | None]:
@@ -77,116 +116,149 @@ class OpenAIVideosProvider(VideoProvider):
         return [operator.get_secret_value() if operator else None,
                 ctx.api_key.get_secret_value() if ctx and ctx.api_key else None]
 
-    def _error(self, response: httpx.Response, ctx: JobContext | None, model: str | None) -> ProviderError:
-        error: dict[str, Any] = {}
-        try:
-            body = response.json()
-            if isinstance(body, dict) and isinstance(body.get("error"), dict):
-                error = body["error"]
-        except ValueError:
-            pass
-        message = redact(str(error.get("message") or f"HTTP {response.status_code}"), self._secrets(ctx))
+    def _error(self, response: httpx.Response, ctx: JobContext | None, model: str) -> ProviderError:
+        """The `{"error": {message, type, param, code}}` envelope mapped onto the taxonomy."""
+        body = maybe_json(response)
+        error: dict[str, Any] = body["error"] if isinstance(body, dict) and isinstance(body.get("error"), dict) else {}
+        status = response.status_code
+        message = redact(str(error.get("message") or f"HTTP {status}")[:500], self._secrets(ctx))
         code = str(error.get("code") or "") or None
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if response.status_code == 429 and code == "insufficient_quota":
-            return ProviderError(ErrorKind.QUOTA_OR_BILLING, message, provider_code=code)
-        if code in POLICY_CODES or (response.status_code == 400 and classify_text(message) is ErrorKind.CONTENT_POLICY):
+        own_key = ctx is not None and ctx.api_key is not None
+        if code in QUOTA_CODES or status == 402:
+            prefix = "your OpenAI account: " if own_key else ""
+            return ProviderError(ErrorKind.QUOTA_OR_BILLING, prefix + message, provider_code=code)
+        if status in (401, 403) and own_key:
+            return ProviderError(ErrorKind.INVALID_REQUEST, f"OpenAI rejected your own API key ({message})",
+                                 provider_code="user_key_rejected")
+        if code in POLICY_CODES or (status == 400 and classify_text(message) is ErrorKind.CONTENT_POLICY):
             return ProviderError(ErrorKind.CONTENT_POLICY, message, provider_code=code)
-        if code == "model_not_found" or (response.status_code in (404, 410) and model):
+        retired = code in RETIRED_CODES or status in (404, 410) or (
+            status == 400 and classify_text(message) is ErrorKind.MODEL_UNAVAILABLE)
+        if retired:
             return ProviderError(ErrorKind.MODEL_UNAVAILABLE,
                                  f"model {model} is not available at {self.base} ({message})", model=model,
-                                 provider_code=code)
-        return status_error(response.status_code, message, model=model, retry_after=retry_after, code=code)
-
-    def _reference(self, path: str, size: tuple[int, int]) -> bytes:
-        """The first frame as PNG bytes of exactly the output size (the API rejects other sizes)."""
-        with Image.open(path) as image:
-            fitted = image.convert("RGB") if image.size == size else ImageOps.fit(image.convert("RGB"), size)
-        buffer = io.BytesIO()
-        fitted.save(buffer, format="PNG")
-        return buffer.getvalue()
+                                 provider_code=code or f"http_{status}")
+        return status_error(status, message, model=model, retry_after=retry_after, code=code)
 
     async def submit(self, ctx: JobContext) -> str:
         request = ctx.request
+        if not isinstance(request, SoraRequest):
+            raise ProviderError(ErrorKind.INVALID_REQUEST, "OpenAI's Videos API only renders Sora requests")
         model = self.model_id(request)
         fields = {"prompt": request.prompt, "model": model, "seconds": str(request.seconds),
                   "size": request.size_text()}
-        async with transport_errors("openai submit"):
-            if request.reference_image:
-                image = self._reference(request.reference_image, request.size)
+        headers = self._headers(ctx)
+        if request.reference_image:
+            image = await asyncio.to_thread(fit_reference, request.reference_image, request.size)
+            async with transport_errors("openai submit"):
                 response = await self.client.post(
-                    f"{self.base}/videos", data=fields, headers=self._headers(ctx),
+                    f"{self.base}/videos", data=fields, headers=headers,
                     files={"input_reference": ("reference.png", image, "image/png")},
                 )
-            else:
-                response = await self.client.post(f"{self.base}/videos", json=fields, headers=self._headers(ctx))
+        else:
+            async with transport_errors("openai submit"):
+                response = await self.client.post(f"{self.base}/videos", json=fields, headers=headers)
         if response.status_code >= 400:
             raise self._error(response, ctx, model)
-        data = json_body(response, "openai submit")
-        if not isinstance(data, dict) or not data.get("id"):
+        data = json_object(response, "openai submit")
+        if not data.get("id"):
             raise ProviderError(ErrorKind.TRANSIENT, "openai submit: no video id in the answer")
         return str(data["id"])
 
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
+        model = self.model_id(ctx.request)
         async with transport_errors("openai status"):
             response = await self.client.get(f"{self.base}/videos/{provider_job_id}", headers=self._headers(ctx))
         if response.status_code >= 400:
-            raise self._error(response, ctx, self.model_id(ctx.request))
-        data = json_body(response, "openai status")
-        hint = _poll_hint(response.headers)
-        state = STATES.get(str(data.get("status"))) if isinstance(data, dict) else None
+            raise self._error(response, ctx, model)
+        data = json_object(response, "openai status")
+        hint = poll_hint(response.headers)
+        status = str(data.get("status", ""))
+        state = STATES.get(status)
         if state is None:
+            if status not in self._warned:
+                self._warned.add(status)
+                log.warning("openai: unknown video status %r; still polling", status[:40])
             return StatusResult(ProviderState.RUNNING, poll_after=hint)
-        progress = data.get("progress") if isinstance(data.get("progress"), int) else None
+        raw_progress = data.get("progress")
+        progress = max(0, min(100, raw_progress)) if isinstance(raw_progress, int) else None
         if state is ProviderState.SUCCEEDED:
             return StatusResult(state, progress=100,
                                 result_url=f"{self.base}/videos/{provider_job_id}/content?variant=video")
         if state is ProviderState.FAILED:
-            error = data.get("error") or {}
-            code = str(error.get("code") or "") or None
-            message = redact(str(error.get("message") or "the render failed"), self._secrets(ctx))
-            kind = ErrorKind.CONTENT_POLICY if code in POLICY_CODES else classify_text(message)
-            return StatusResult(state, error=ProviderError(kind, message, provider_code=code,
-                                                           model=self.model_id(ctx.request)))
+            return StatusResult(state, error=self._failure(data, ctx, model))
         return StatusResult(state, progress=progress, poll_after=hint)
 
+    def _failure(self, data: dict[str, Any], ctx: JobContext, model: str) -> ProviderError:
+        error = data.get("error") if isinstance(data.get("error"), dict) else {}
+        code = str(error.get("code") or "") or None
+        message = redact(str(error.get("message") or "the render failed")[:500], self._secrets(ctx))
+        if code in POLICY_CODES:
+            kind = ErrorKind.CONTENT_POLICY
+        elif code in QUOTA_CODES:
+            kind = ErrorKind.QUOTA_OR_BILLING
+        elif code in RETIRED_CODES:
+            kind = ErrorKind.MODEL_UNAVAILABLE
+        elif code in TRANSIENT_CODES:
+            kind = ErrorKind.TRANSIENT
+        else:
+            kind = classify_text(message)
+        if kind is ErrorKind.MODEL_UNAVAILABLE:
+            message = f"model {model} is not available at {self.base} ({message})"
+        return ProviderError(kind, message, provider_code=code, model=model)
+
     async def fetch(self, result_url: str, dest: Path, ctx: JobContext, *, max_bytes: int) -> int:
-        size = await stream_to_file(self.client, result_url, dest, max_bytes=max_bytes, headers=self._headers(ctx),
-                                    what="openai download")
+        # Our key goes only to our own base URL, never to a host a status answer might name.
+        headers = self._headers(ctx) if result_url.startswith(self.base + "/") else None
+        size = await stream_to_file(self.client, result_url, dest, max_bytes=max_bytes, headers=headers,
+                                    what="openai download", expired_statuses=(404, 410))
         if self.settings.openai_delete_after_download:
-            video_id = result_url.rsplit("/videos/", 1)[-1].split("/", 1)[0]
-            try:
-                async with transport_errors("openai delete"):
-                    await self.client.delete(f"{self.base}/videos/{video_id}", headers=self._headers(ctx))
-            except ProviderError as error:
-                log.info("openai: could not delete video after download (%s)", error.kind.value)
+            await self._delete(result_url, ctx)
         return size
 
+    async def _delete(self, result_url: str, ctx: JobContext) -> None:
+        """Remove the stored video at OpenAI once we have it; failures are logged, never raised."""
+        video_id = result_url.rsplit("/videos/", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+        try:
+            async with transport_errors("openai delete"):
+                response = await self.client.delete(f"{self.base}/videos/{video_id}", headers=self._headers(ctx))
+        except ProviderError as error:
+            log.warning("openai: could not delete video %s after download (%s)", video_id, error.kind.value)
+            return
+        if response.status_code >= 400:
+            log.warning("openai: could not delete video %s after download (HTTP %s)", video_id,
+                        response.status_code)
+
     async def cancel(self, provider_job_id: str, ctx: JobContext) -> bool:
-        async with transport_errors("openai cancel"):
-            response = await self.client.delete(f"{self.base}/videos/{provider_job_id}", headers=self._headers(ctx))
-        return response.status_code < 400
+        """The Videos API has no cancel (DELETE is for completed or failed videos only)."""
+        return False
 
     async def verify_key(self, api_key: SecretStr) -> bool:
+        """One cheap authenticated call: True on 200, False on 401/403, transient otherwise."""
         async with transport_errors("openai key check"):
             response = await self.client.get(f"{self.base}/models",
-                                             headers={"Authorization": f"Bearer {api_key.get_secret_value()}"})
+                                              headers={"Authorization": f"Bearer {api_key.get_secret_value()}"})
         if response.status_code == 200:
             return True
         if response.status_code in (401, 403):
             return False
-        raise ProviderError(ErrorKind.TRANSIENT, f"openai key check: HTTP {response.status_code}")
+        raise ProviderError(ErrorKind.TRANSIENT, f"openai key check: HTTP {response.status_code}",
+                            retry_after=parse_retry_after(response.headers.get("Retry-After")))
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._owns_client:
+            await self.client.aclose()
 
 
-def _poll_hint(headers: httpx.Headers) -> float | None:
-    """A server's own 'poll again after' hint, if it gives one."""
+def poll_hint(headers: httpx.Headers) -> float | None:
+    """A server's own 'poll again after' hint (`openai-poll-after-ms` or Retry-After), in seconds."""
     millis = headers.get("openai-poll-after-ms")
     if millis:
         try:
-            return max(0.0, float(millis) / 1000)
+            value = float(millis) / 1000
         except ValueError:
-            return None
+            value = -1.0
+        if 0 <= value <= 3600:
+            return value
     return parse_retry_after(headers.get("Retry-After"))

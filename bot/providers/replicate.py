@@ -2,11 +2,23 @@
 
 Facts from PROVIDERS.md: model predictions endpoint, integer durations, data-URI images, outputs
 deleted after an hour (the poller downloads at once), 429 with Retry-After.
+
+Mapping decisions:
+- A 404 on create means the model id is unknown or retired: `model_unavailable` naming it. A 404 on
+  a prediction (status/cancel) means the task itself is gone: `invalid_request` (refund), not a
+  model problem.
+- `succeeded` without an output URL raises a transient error (`missing_output`): the poller polls
+  again a few times (covers a provider writing the output just after the status) and then
+  refunds.
+- A failed prediction's free-text error is classified: policy words -> `content_policy`,
+  "model … not found/deprecated/retired/shut down" -> `model_unavailable`, timeouts/out of memory
+  -> `transient`, anything else `invalid_request`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +37,9 @@ from bot.providers.base import (
 )
 from bot.providers.http import (
     classify_text,
-    json_body,
+    json_object,
     make_client,
+    maybe_json,
     parse_retry_after,
     redact,
     status_error,
@@ -46,14 +59,19 @@ STATES = {
     "canceled": ProviderState.CANCELED,
     "aborted": ProviderState.CANCELED,
 }
+_PERCENT = re.compile(r"(\d{1,3})%")
 
 
 class ReplicateProvider(VideoProvider):
+    """Both model families through Replicate's model-predictions API."""
+
     name = "replicate"
 
-    def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None,
+                 base_url: str | None = None) -> None:
         self.settings = settings
-        self.base = settings.replicate_api_base.rstrip("/")
+        self.base = (base_url or settings.replicate_api_base).rstrip("/")
+        self._owns_client = client is None  # an injected client belongs to the caller
         self.client = client or make_client(settings.provider_timeout_seconds)
         self._warned: set[str] = set()
 
@@ -68,7 +86,7 @@ class ReplicateProvider(VideoProvider):
         token = self.settings.replicate_api_token
         if token is None:
             raise ProviderError(ErrorKind.AUTH, "REPLICATE_API_TOKEN is not set")
-        return {"Authorization": f"Bearer {token.get_secret_value()}", "Content-Type": "application/json"}
+        return {"Authorization": f"Bearer {token.get_secret_value()}"}
 
     def _secrets(self, ctx: JobContext | None = None) -> list[str | None]:
         token = self.settings.replicate_api_token
@@ -76,20 +94,20 @@ class ReplicateProvider(VideoProvider):
                 ctx.api_key.get_secret_value() if ctx and ctx.api_key else None]
 
     def build_input(self, ctx: JobContext) -> dict[str, Any]:
-        """Our request in the model's own input names and types."""
+        """Our request in the model's own input names and types (durations are integers here)."""
         request = ctx.request
         if isinstance(request, KlingRequest):
-            data: dict[str, Any] = {"prompt": request.prompt, "duration": request.duration,
-                                    "aspect_ratio": request.aspect_ratio, "cfg_scale": request.cfg_scale}
+            data: dict[str, Any] = {"prompt": request.prompt, "duration": int(request.duration),
+                                    "aspect_ratio": request.aspect_ratio, "cfg_scale": float(request.cfg_scale)}
             if request.negative_prompt:
                 data["negative_prompt"] = request.negative_prompt
             if request.reference_image:
                 data["start_image"] = data_uri(request.reference_image)
             return data
         assert isinstance(request, SoraRequest)
-        data = {"prompt": request.prompt, "seconds": request.duration, "aspect_ratio": request.orientation}
+        data = {"prompt": request.prompt, "seconds": int(request.duration), "aspect_ratio": request.orientation}
         if request.is_pro:
-            data["resolution"] = "high"
+            data["resolution"] = "high"  # we only route high resolution to the pro model
         if request.reference_image:
             data["input_reference"] = data_uri(request.reference_image)
         if ctx.api_key is not None:
@@ -97,37 +115,44 @@ class ReplicateProvider(VideoProvider):
         return data
 
     def _error(self, response: httpx.Response, ctx: JobContext | None, *, model: str | None) -> ProviderError:
-        body: Any = None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        """Replicate's error answer (`{"detail": …}` or problem+json) mapped onto the taxonomy."""
+        body = maybe_json(response)
         detail = ""
         if isinstance(body, dict):
             detail = str(body.get("detail") or body.get("title") or body.get("error") or "")
-        message = redact(detail or f"HTTP {response.status_code}", self._secrets(ctx))
+        message = redact(detail[:500] or f"HTTP {response.status_code}", self._secrets(ctx))
+        status = response.status_code
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if response.status_code == 404 and model:
+        if status == 404 and model:
             return ProviderError(ErrorKind.MODEL_UNAVAILABLE, f"model {model} is not available on Replicate",
-                                 model=model)
-        if response.status_code == 422:
+                                 model=model, provider_code="model_not_found")
+        if status == 404:
+            return ProviderError(ErrorKind.INVALID_REQUEST, "Replicate no longer knows this prediction",
+                                 provider_code="prediction_not_found")
+        if status in (400, 422):
             kind = classify_text(message)
+            if kind is ErrorKind.TRANSIENT:  # a 4xx is about the request, whatever its words say
+                kind = ErrorKind.INVALID_REQUEST
             return ProviderError(kind, message, model=model)
-        return status_error(response.status_code, message, model=model, retry_after=retry_after)
+        return status_error(status, message, model=model, retry_after=retry_after)
 
     async def submit(self, ctx: JobContext) -> str:
         model = self.model_id(ctx.request)
+        owner, _, name = model.partition("/")
+        if not owner or not name or "/" in name:
+            raise ProviderError(ErrorKind.MODEL_UNAVAILABLE, f"model {model} is not a Replicate model id "
+                                "(expected owner/name)", model=model, provider_code="bad_model_id")
         body: dict[str, Any] = {"input": self.build_input(ctx)}
         if self.settings.public_base_url:
             body["webhook"] = f"{self.settings.public_base_url.rstrip('/')}/webhooks/replicate"
             body["webhook_events_filter"] = ["completed"]
         async with transport_errors("replicate submit"):
-            response = await self.client.post(f"{self.base}/v1/models/{model}/predictions", json=body,
+            response = await self.client.post(f"{self.base}/v1/models/{owner}/{name}/predictions", json=body,
                                               headers=self._headers())
         if response.status_code >= 400:
             raise self._error(response, ctx, model=model)
-        data = json_body(response, "replicate submit")
-        if not isinstance(data, dict) or not data.get("id"):
+        data = json_object(response, "replicate submit")
+        if not data.get("id"):
             raise ProviderError(ErrorKind.TRANSIENT, "replicate submit: no prediction id in the answer")
         return str(data["id"])
 
@@ -136,11 +161,11 @@ class ReplicateProvider(VideoProvider):
             response = await self.client.get(f"{self.base}/v1/predictions/{provider_job_id}", headers=self._headers())
         if response.status_code >= 400:
             raise self._error(response, ctx, model=None)
-        data = json_body(response, "replicate status")
-        status = str(data.get("status", "")) if isinstance(data, dict) else ""
+        data = json_object(response, "replicate status")
+        status = str(data.get("status", ""))
         state = STATES.get(status)
         if state is None:
-            if status not in self._warned:
+            if status not in self._warned:  # once per value: a new status must not flood the log
                 self._warned.add(status)
                 log.warning("replicate: unknown prediction status %r; still polling", status[:40])
             return StatusResult(ProviderState.RUNNING)
@@ -148,14 +173,21 @@ class ReplicateProvider(VideoProvider):
             output = data.get("output")
             url = output[0] if isinstance(output, list) and output else output
             if not isinstance(url, str) or not url:
-                raise ProviderError(ErrorKind.TRANSIENT, "replicate reported success without a video URL")
+                raise ProviderError(ErrorKind.TRANSIENT, "replicate reported success without a video URL",
+                                    provider_code="missing_output")
             return StatusResult(state, progress=100, result_url=url)
         if state is ProviderState.FAILED:
-            message = redact(str(data.get("error") or "the prediction failed"), self._secrets(ctx))
-            kind = classify_text(message)
-            model = self.model_id(ctx.request)
-            return StatusResult(state, error=ProviderError(kind, message, model=model))
-        return StatusResult(state, progress=_progress_from_logs(data.get("logs")))
+            return StatusResult(state, error=self._failure(data, ctx))
+        progress = _progress_from_logs(data.get("logs")) if state is ProviderState.RUNNING else None
+        return StatusResult(state, progress=progress)
+
+    def _failure(self, data: dict[str, Any], ctx: JobContext) -> ProviderError:
+        model = self.model_id(ctx.request)
+        message = redact(str(data.get("error") or "the prediction failed")[:500], self._secrets(ctx))
+        kind = classify_text(message)
+        if kind is ErrorKind.MODEL_UNAVAILABLE:
+            message = f"model {model} is not available on Replicate ({message})"
+        return ProviderError(kind, message, model=model)
 
     async def fetch(self, result_url: str, dest: Path, ctx: JobContext, *, max_bytes: int) -> int:
         # Output URLs are public delivery links: no credentials go to that host.
@@ -168,18 +200,17 @@ class ReplicateProvider(VideoProvider):
         return response.status_code < 400
 
     async def verify_key(self, api_key: SecretStr) -> bool:
-        """The user's OpenAI key is passed through to OpenAI by Replicate; only its shape can be checked here."""
-        return api_key.get_secret_value().startswith("sk-")
+        """Replicate passes a user's OpenAI key through to OpenAI; there is nothing to call here."""
+        return True
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._owns_client:
+            await self.client.aclose()
 
 
 def _progress_from_logs(logs: Any) -> int | None:
     """Replicate logs often end in a percentage ("... 45%|"); use it when present."""
     if not isinstance(logs, str):
         return None
-    import re
-
-    found = re.findall(r"(\d{1,3})%", logs[-500:])
+    found = _PERCENT.findall(logs[-500:])
     return min(99, int(found[-1])) if found else None

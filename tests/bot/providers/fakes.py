@@ -1,10 +1,23 @@
 """Loopback fakes of Replicate, OpenAI Videos and Kling, written from PROVIDERS.md.
 
-One aiohttp server hosts all three under /replicate, /openai/v1 and /kling. Each records every
-request (method, path, headers, JSON or multipart fields) and can be told to misbehave: a status
-with a body and headers, a hung connection, a garbage body. Prompts steer outcomes: "flagged"
-fails moderation, "weird-status" reports an unknown status, "no-output" succeeds without a URL,
-"expire" makes the output URL 404.
+One aiohttp server on 127.0.0.1 hosts the three APIs under their own prefixes (/replicate,
+/openai/v1, /kling) so a test needs one fixture and one port; each prefix is a separate fake
+with its own auth and wire format. Every request is recorded (method, path, headers, JSON body or
+multipart fields and files).
+
+The fakes validate what the real services validate (types included: Replicate wants integer
+durations, OpenAI string seconds from its enum, Kling string durations), so an adapter sending
+the wrong type fails a test instead of passing silently.
+
+Misbehaviour on demand (`fail`): a status with a body and headers (429 + Retry-After, 5xx bursts
+via `times`, provider error codes), a hung connection (`hang` > the client timeout), a garbage
+non-JSON body, or a connection reset. Prompts steer outcomes: "flagged" fails moderation,
+"weird-status" reports an unknown status, "no-output" succeeds without a URL, "expire" makes the
+output URL 404. `/files/big.mp4?bytes=N` streams N bytes in chunks (no Content-Length unless
+`declare=1`).
+
+Lifecycle of a task, per status poll: poll 1 -> queued, polls 2..steps -> running, then the
+outcome (with the default `steps = 2`: queued, running, succeeded).
 """
 
 from __future__ import annotations
@@ -28,6 +41,8 @@ REPLICATE_TOKEN = "r8_testtoken1234567890"
 OPENAI_KEY = "sk-operator-0123456789abcdef"
 KLING_ACCESS = "kling-access-key"
 KLING_SECRET = "kling-secret-key-0123456789"
+REPLICATE_MODELS = {"kwaivgi/kling-v2.0", "openai/sora-2", "openai/sora-2-pro"}
+OPENAI_SIZES = {"720x1280", "1280x720", "1024x1792", "1792x1024"}
 
 
 @dataclass
@@ -51,6 +66,13 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     hang: float = 0.0
     garbage: bool = False
+    reset: bool = False
+    method: str | None = None
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
 
 
 class FakeProviders:
@@ -64,6 +86,7 @@ class FakeProviders:
         self.openai_retired = False
         self.kling_live_models = {"kling-v2-master", "kling-v1-6", "kling-v2-5-turbo"}
         self.steps = 2  # status polls before a task finishes
+        self.openai_poll_after_ms = 100  # the hint header on OpenAI video polls (small: e2e runs on a fast clock)
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._ids = 0
@@ -85,8 +108,9 @@ class FakeProviders:
         r.add_get("/openai/v1/models", self.openai_models)
         r.add_post("/kling/v1/videos/{kind}", self.kling_create)
         r.add_get("/kling/v1/videos/{kind}/{id}", self.kling_get)
+        r.add_get("/files/big.mp4", self.big_file)
         r.add_get("/files/{name}", self.file)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self.port = self._runner.addresses[0][1]
@@ -96,8 +120,10 @@ class FakeProviders:
             await self._runner.cleanup()
 
     def fail(self, path: str, *, times: int = 1, status: int = 500, body: Any = None,
-             headers: dict[str, str] | None = None, hang: float = 0.0, garbage: bool = False) -> None:
-        self.faults.append(Fault(re.compile(path), times, status, body, headers or {}, hang, garbage))
+             headers: dict[str, str] | None = None, hang: float = 0.0, garbage: bool = False,
+             reset: bool = False, method: str | None = None) -> None:
+        """Make the next `times` requests whose path matches `path` (a regex) misbehave."""
+        self.faults.append(Fault(re.compile(path), times, status, body, headers or {}, hang, garbage, reset, method))
 
     def requests_to(self, pattern: str, method: str | None = None) -> list[Seen]:
         return [s for s in self.seen if re.search(pattern, s.path) and (method is None or s.method == method)]
@@ -120,10 +146,14 @@ class FakeProviders:
         self.seen.append(seen)
         request[SEEN] = seen
         for fault in self.faults:
-            if fault.times > 0 and fault.pattern.search(request.path):
+            if fault.times > 0 and fault.pattern.search(request.path) and fault.method in (None, request.method):
                 fault.times -= 1
                 if fault.hang:
                     await asyncio.sleep(fault.hang)
+                if fault.reset:
+                    if request.transport is not None:
+                        request.transport.abort()
+                    raise web.HTTPInternalServerError  # never reaches the client: the socket is gone
                 if fault.garbage:
                     return web.Response(text="<html>502 Bad Gateway</html>", status=fault.status,
                                         content_type="text/html")
@@ -135,9 +165,12 @@ class FakeProviders:
         self._ids += 1
         return f"{prefix}{self._ids:06d}"
 
-    def _advance(self, task: dict[str, Any]) -> int:
+    def _phase(self, task: dict[str, Any]) -> str:
+        """queued | running | done, after counting this poll."""
         task["polls"] += 1
-        return task["polls"]
+        if task["polls"] > self.steps:
+            return "done"
+        return "queued" if task["polls"] <= 1 else "running"
 
     async def file(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -146,6 +179,27 @@ class FakeProviders:
             return web.json_response({"detail": "gone"}, status=404)
         return web.Response(body=VIDEO_BYTES, content_type="video/mp4")
 
+    async def big_file(self, request: web.Request) -> web.StreamResponse:
+        """A body streamed in 64 KiB chunks, larger than any cap a test sets."""
+        total = int(request.query.get("bytes", str(4 * 1024 * 1024)))
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        if request.query.get("declare"):
+            response.content_length = total
+        else:
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = b"\x42" * 65536
+        sent = 0
+        try:
+            while sent < total:
+                piece = chunk[: min(len(chunk), total - sent)]
+                await response.write(piece)
+                sent += len(piece)
+        except (ConnectionResetError, ConnectionError):
+            return response  # the client stopped reading at its cap
+        await response.write_eof()
+        return response
+
     # -- Replicate -----------------------------------------------------------------------------
 
     def _replicate_auth(self, request: web.Request) -> web.Response | None:
@@ -153,36 +207,47 @@ class FakeProviders:
             return web.json_response({"detail": "Invalid token."}, status=401)
         return None
 
+    @staticmethod
+    def _replicate_invalid(model: str, data: dict[str, Any]) -> str | None:
+        """What Replicate's schema validation would refuse (types matter: durations are integers)."""
+        if not isinstance(data.get("prompt"), str):
+            return "prompt is required"
+        if model == "kwaivgi/kling-v2.0":
+            if type(data.get("duration")) is not int or data["duration"] not in (5, 10):
+                return "input.duration: must be one of the following: 5, 10"
+            if data.get("aspect_ratio") not in ("16:9", "9:16", "1:1"):
+                return "input.aspect_ratio: must be one of 16:9, 9:16, 1:1"
+            if not isinstance(data.get("cfg_scale", 0.5), int | float) or not 0 <= data.get("cfg_scale", 0.5) <= 1:
+                return "input.cfg_scale: must be between 0 and 1"
+        else:
+            if type(data.get("seconds")) is not int or data["seconds"] not in (4, 8, 12):
+                return "input.seconds: must be one of the following: 4, 8, 12"
+            if data.get("aspect_ratio") not in ("portrait", "landscape"):
+                return "input.aspect_ratio: must be one of portrait, landscape"
+            if "resolution" in data and (model != "openai/sora-2-pro" or data["resolution"] not in ("standard", "high")):
+                return "input.resolution: not accepted"
+        return None
+
     async def replicate_create(self, request: web.Request) -> web.Response:
         if (denied := self._replicate_auth(request)) is not None:
             return denied
         model = f"{request.match_info['owner']}/{request.match_info['name']}"
-        if model not in {"kwaivgi/kling-v2.0", "openai/sora-2", "openai/sora-2-pro"}:
+        if model not in REPLICATE_MODELS:
             return web.json_response({"detail": "Not found."}, status=404)
         body = request[SEEN].json
+        if not isinstance(body, dict) or not isinstance(body.get("input"), dict):
+            return web.json_response({"detail": "input is required"}, status=422)
+        if (problem := self._replicate_invalid(model, body["input"])) is not None:
+            return web.json_response({"detail": problem}, status=422)
         pid = self._new_id("rp")
         self.tasks[pid] = {"kind": "replicate", "model": model, "prompt": body["input"]["prompt"], "polls": 0,
-                           "canceled": False}
+                           "canceled": False, "status": "starting", "output": None, "error": None}
         return web.json_response(self._prediction(pid), status=201)
 
     def _prediction(self, pid: str) -> dict[str, Any]:
         task = self.tasks[pid]
-        prompt = task["prompt"]
-        status, output, error = "starting", None, None
-        if task["canceled"]:
-            status = "canceled"
-        elif task["polls"] >= self.steps:
-            if "flagged" in prompt:
-                status, error = "failed", "Prediction failed: content flagged by the safety checker"
-            elif "weird-status" in prompt:
-                status = "pondering"
-            else:
-                status = "succeeded"
-                output = None if "no-output" in prompt else f"{self.base}/files/{pid}.mp4"
-        elif task["polls"] > 0:
-            status = "processing"
-        return {"id": pid, "model": task["model"], "status": status, "output": output, "error": error,
-                "logs": f"frame {task['polls']}/3 {min(99, task['polls'] * 40)}%|",
+        return {"id": pid, "model": task["model"], "status": task["status"], "output": task["output"],
+                "error": task["error"], "logs": f"frame {task['polls']}/3 {min(99, task['polls'] * 40)}%|",
                 "urls": {"get": f"{self.base}/replicate/v1/predictions/{pid}",
                          "cancel": f"{self.base}/replicate/v1/predictions/{pid}/cancel"}}
 
@@ -192,22 +257,63 @@ class FakeProviders:
         pid = request.match_info["id"]
         if pid not in self.tasks:
             return web.json_response({"detail": "Not found."}, status=404)
-        self._advance(self.tasks[pid])
+        task = self.tasks[pid]
+        if not task["canceled"]:
+            phase = self._phase(task)
+            prompt = task["prompt"]
+            if phase == "queued":
+                task["status"] = "starting"
+            elif phase == "running":
+                task["status"] = "processing"
+            elif "flagged" in prompt:
+                task["status"], task["error"] = "failed", "Prediction failed: content flagged by the safety checker"
+            elif "weird-status" in prompt:
+                task["status"] = "pondering"
+            else:
+                task["status"] = "succeeded"
+                task["output"] = None if "no-output" in prompt else f"{self.base}/files/{pid}.mp4"
         return web.json_response(self._prediction(pid))
 
     async def replicate_cancel(self, request: web.Request) -> web.Response:
+        if (denied := self._replicate_auth(request)) is not None:
+            return denied
         pid = request.match_info["id"]
+        if pid not in self.tasks:
+            return web.json_response({"detail": "Not found."}, status=404)
         self.tasks[pid]["canceled"] = True
+        self.tasks[pid]["status"] = "canceled"
         return web.json_response(self._prediction(pid))
 
     # -- OpenAI --------------------------------------------------------------------------------
 
+    @staticmethod
+    def _openai_error(status: int, message: str, code: str | None, param: str | None = None) -> web.Response:
+        return web.json_response({"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                            "code": code}}, status=status)
+
     def _openai_auth(self, request: web.Request) -> web.Response | None:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer sk-"):
-            return web.json_response({"error": {"message": "Incorrect API key provided", "type":
-                                                "invalid_request_error", "param": None, "code": "invalid_api_key"}},
-                                     status=401)
+            return self._openai_error(401, "Incorrect API key provided", "invalid_api_key")
+        return None
+
+    def _openai_invalid(self, fields: dict[str, Any]) -> web.Response | None:
+        """The spec's enums, with types: `seconds` is a string, `size` one of four strings."""
+        if not isinstance(fields.get("prompt"), str) or not fields["prompt"]:
+            return self._openai_error(400, "prompt is required", "invalid_value", "prompt")
+        if fields.get("model") not in ("sora-2", "sora-2-pro"):
+            return self._openai_error(400, "invalid model", "invalid_value", "model")
+        if not isinstance(fields.get("seconds"), str) or fields["seconds"] not in ("4", "8", "12"):
+            return self._openai_error(400, "Invalid value for 'seconds': expected one of '4', '8', '12'",
+                                      "invalid_value", "seconds")
+        if fields.get("size") not in OPENAI_SIZES:
+            return self._openai_error(400, "Invalid value for 'size'", "invalid_value", "size")
+        reference = fields.get("input_reference")
+        if reference is not None:
+            width, height = (int(x) for x in fields["size"].split("x"))
+            if not isinstance(reference, dict) or image_size(reference["bytes"]) != (width, height):
+                return self._openai_error(400, "Inpaint image must match the requested width and height",
+                                          "invalid_value", "input_reference")
         return None
 
     async def openai_create(self, request: web.Request) -> web.Response:
@@ -216,59 +322,66 @@ class FakeProviders:
         seen: Seen = request[SEEN]
         fields = seen.json if seen.json is not None else seen.form
         if self.openai_retired:
-            return web.json_response({"error": {"message": f"The model `{fields['model']}` does not exist",
-                                                "type": "invalid_request_error", "param": "model",
-                                                "code": "model_not_found"}}, status=404)
+            return self._openai_error(404, f"The model `{fields.get('model')}` does not exist", "model_not_found",
+                                      "model")
+        if (invalid := self._openai_invalid(fields)) is not None:
+            return invalid
         if "flagged" in fields["prompt"] and "late" not in fields["prompt"]:
-            return web.json_response({"error": {"message": "Your request was blocked by our moderation system.",
-                                                "type": "invalid_request_error", "param": "prompt",
-                                                "code": "moderation_blocked"}}, status=400)
+            return self._openai_error(400, "Your request was blocked by our moderation system.",
+                                      "moderation_blocked", "prompt")
         vid = self._new_id("video_")
         self.tasks[vid] = {"kind": "openai", "prompt": fields["prompt"], "polls": 0, "model": fields["model"],
-                           "seconds": fields["seconds"], "size": fields["size"]}
+                           "seconds": fields["seconds"], "size": fields["size"], "status": "queued", "progress": 0,
+                           "error": None}
         return web.json_response(self._video(vid))
 
     def _video(self, vid: str) -> dict[str, Any]:
         task = self.tasks[vid]
-        status, progress, error = "queued", 0, None
-        if task["polls"] >= self.steps:
-            if "flagged" in task["prompt"]:
-                status, error = "failed", {"code": "moderation_blocked", "message": "The video was blocked."}
-            elif "weird-status" in task["prompt"]:
-                status = "thinking"
-            else:
-                status, progress = "completed", 100
-        elif task["polls"] > 0:
-            status, progress = "in_progress", 50
-        return {"id": vid, "object": "video", "model": task["model"], "status": status, "progress": progress,
-                "created_at": int(time.time()), "completed_at": None, "expires_at": None, "size": task["size"],
-                "seconds": task["seconds"], "error": error, "remixed_from_video_id": None}
+        return {"id": vid, "object": "video", "model": task["model"], "status": task["status"],
+                "progress": task["progress"], "created_at": int(time.time()), "completed_at": None,
+                "expires_at": None, "prompt": task["prompt"], "size": task["size"], "seconds": task["seconds"],
+                "error": task["error"], "remixed_from_video_id": None}
 
     async def openai_get(self, request: web.Request) -> web.Response:
         if (denied := self._openai_auth(request)) is not None:
             return denied
         vid = request.match_info["id"]
         if vid not in self.tasks:
-            return web.json_response({"error": {"message": "not found", "code": None}}, status=404)
-        self._advance(self.tasks[vid])
-        return web.json_response(self._video(vid), headers={"openai-poll-after-ms": "1500"})
+            return self._openai_error(404, "Video not found", None)
+        task = self.tasks[vid]
+        phase = self._phase(task)
+        if phase == "running":
+            task["status"], task["progress"] = "in_progress", 50
+        elif phase == "done":
+            if "flagged" in task["prompt"]:
+                task["status"] = "failed"
+                task["error"] = {"code": "moderation_blocked", "message": "The video was blocked."}
+            elif "weird-status" in task["prompt"]:
+                task["status"] = "thinking"
+            else:
+                task["status"], task["progress"] = "completed", 100
+        return web.json_response(self._video(vid), headers={"openai-poll-after-ms": str(self.openai_poll_after_ms)})
 
     async def openai_content(self, request: web.Request) -> web.Response:
         if (denied := self._openai_auth(request)) is not None:
             return denied
         task = self.tasks.get(request.match_info["id"])
         if task is None or "expire" in task["prompt"]:
-            return web.json_response({"error": {"message": "expired"}}, status=404)
+            return self._openai_error(404, "Video content has expired", None)
+        if request.query.get("variant", "video") != "video":
+            return self._openai_error(400, "this fake only serves the video variant", "invalid_value", "variant")
         return web.Response(body=VIDEO_BYTES, content_type="video/mp4")
 
     async def openai_delete(self, request: web.Request) -> web.Response:
+        if (denied := self._openai_auth(request)) is not None:
+            return denied
         self.deleted.append(request.match_info["id"])
         return web.json_response({"id": request.match_info["id"], "object": "video.deleted", "deleted": True})
 
     async def openai_models(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization", "").startswith("Bearer sk-good"):
             return web.json_response({"object": "list", "data": []})
-        return web.json_response({"error": {"message": "Incorrect API key", "code": "invalid_api_key"}}, status=401)
+        return self._openai_error(401, "Incorrect API key", "invalid_api_key")
 
     # -- Kling ---------------------------------------------------------------------------------
 
@@ -279,6 +392,8 @@ class FakeProviders:
             expected = hmac.new(KLING_SECRET.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
             if not hmac.compare_digest(base64.urlsafe_b64decode(signature + "=="), expected):
                 raise ValueError("bad signature")
+            if json.loads(base64.urlsafe_b64decode(header + "==")) != {"alg": "HS256", "typ": "JWT"}:
+                raise ValueError("bad header")
             payload = json.loads(base64.urlsafe_b64decode(claims + "=="))
             now = time.time()
             if payload["iss"] != KLING_ACCESS or not payload["nbf"] <= now < payload["exp"]:
@@ -293,46 +408,64 @@ class FakeProviders:
         return web.json_response({"code": code, "message": message, "request_id": "req-1", "data": data},
                                  status=status)
 
+    def _kling_invalid(self, kind: str, body: dict[str, Any]) -> str | None:
+        """What Kling refuses with 1201: wrong types (duration is a string) or values."""
+        if kind not in ("text2video", "image2video"):
+            return f"unknown endpoint {kind}"
+        if not isinstance(body.get("prompt"), str):
+            return "prompt is required"
+        if body.get("duration") not in ("5", "10"):
+            return "duration must be the string '5' or '10'"
+        if body.get("mode", "std") not in ("std", "pro") or body.get("aspect_ratio") not in ("16:9", "9:16", "1:1"):
+            return "mode or aspect_ratio invalid"
+        if kind == "image2video":
+            image = body.get("image")
+            if not isinstance(image, str) or image.startswith("data:"):
+                return "image must be raw base64 or a URL"
+        if "cfg_scale" in body and not body["model_name"].startswith("kling-v1"):
+            return "cfg_scale is not supported by this model"
+        return None
+
     async def kling_create(self, request: web.Request) -> web.Response:
         if (denied := self._kling_auth(request)) is not None:
             return denied
         body = request[SEEN].json
-        if body["model_name"] not in self.kling_live_models:
+        kind = request.match_info["kind"]
+        if body.get("model_name") not in self.kling_live_models:
             return self._kling(None, code=1203, message="model is not supported", status=404)
+        if (problem := self._kling_invalid(kind, body)) is not None:
+            return self._kling(None, code=1201, message=problem, status=400)
         external = body.get("external_task_id")
         if external and any(t.get("external") == external for t in self.tasks.values()):
             return self._kling(None, code=1201, message="external_task_id already exists", status=400)
         task_id = self._new_id("kt")
-        self.tasks[task_id] = {"kind": request.match_info["kind"], "prompt": body["prompt"], "polls": 0,
-                               "external": external}
+        self.tasks[task_id] = {"kind": kind, "prompt": body["prompt"], "polls": 0, "external": external}
         return self._kling({"task_id": task_id, "task_status": "submitted", "created_at": 0, "updated_at": 0})
 
     async def kling_get(self, request: web.Request) -> web.Response:
         if (denied := self._kling_auth(request)) is not None:
             return denied
-        key = request.match_info["id"]
+        key, kind = request.match_info["id"], request.match_info["kind"]
         task_id = key if key in self.tasks else next(
             (tid for tid, t in self.tasks.items() if t.get("external") == key), None)
-        if task_id is None:
+        if task_id is None or self.tasks[task_id]["kind"] != kind:
             return self._kling(None, code=1201, message="task not found", status=400)
         task = self.tasks[task_id]
-        polls = self._advance(task)
+        if key != task_id:  # a lookup by external id (a retried submit) is not a status poll
+            return self._kling({"task_id": task_id, "task_status": "submitted", "task_status_msg": "",
+                                "task_info": {"external_task_id": key}, "created_at": 0, "updated_at": 0})
+        phase = self._phase(task)
         status, result, msg = "submitted", None, ""
-        if polls > self.steps:
+        if phase == "running":
+            status = "processing"
+        elif phase == "done":
             if "flagged" in task["prompt"]:
-                status, msg = "failed", "Failure to pass the risk control system (safety)"
+                status, msg = "failed", "Failure to pass the risk control system"
             elif "weird-status" in task["prompt"]:
                 status = "meditating"
             else:
                 status = "succeed"
                 url = None if "no-output" in task["prompt"] else f"{self.base}/files/{task_id}.mp4"
                 result = {"videos": [{"id": "v1", "url": url, "duration": "5"}] if url else []}
-        elif polls > 1:
-            status = "processing"
         return self._kling({"task_id": task_id, "task_status": status, "task_status_msg": msg,
                             "task_result": result, "created_at": 0, "updated_at": 0})
-
-
-def image_size(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size

@@ -1,11 +1,15 @@
-"""Replicate adapter against the loopback fake: bodies, auth, status mapping, every fault."""
+"""Replicate adapter against the loopback fake: bodies (with types), auth, status mapping, every fault."""
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import logging
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -15,112 +19,199 @@ from bot.providers.replicate import ReplicateProvider
 from bot.requests import parse_request
 from tests.bot.providers.fakes import REPLICATE_TOKEN, VIDEO_BYTES, FakeProviders
 
+USER_KEY = "sk-user-secret-abcdefghijkl"
+
 
 @pytest.fixture
-async def provider(provider_settings: Settings):  # type: ignore[no-untyped-def]
+async def provider(provider_settings: Settings) -> AsyncIterator[ReplicateProvider]:
     adapter = ReplicateProvider(provider_settings)
     yield adapter
     await adapter.aclose()
 
 
-async def finish(provider: ReplicateProvider, ctx: JobContext, task: str) -> list[ProviderState]:
-    states = []
-    for _ in range(5):
+def kling_ctx(prompt: str = "ok", job_id: int = 1, **options: object) -> JobContext:
+    return JobContext(job_id=job_id, request=parse_request("kling", prompt=prompt, **options))
+
+
+async def run_until_done(provider: ReplicateProvider, ctx: JobContext, task: str, polls: int = 5) -> list:
+    results = []
+    for _ in range(polls):
         status = await provider.status(task, ctx)
-        states.append(status.state)
+        results.append(status)
         if status.state.finished:
             break
-    return states
+    return results
 
 
 async def test_kling_input_field_by_field(provider: ReplicateProvider, fake: FakeProviders, reference: Path) -> None:
     request = parse_request("kling", prompt="A fox", duration=10, aspect_ratio="9:16", cfg_scale=0.3,
                             negative_prompt="blur").model_copy(update={"reference_image": str(reference)})
-    await provider.submit(JobContext(job_id=1, request=request))
+    assert await provider.submit(JobContext(job_id=1, request=request)) == "rp000001"
     [seen] = fake.requests_to(r"/predictions$", "POST")
     assert seen.path == "/replicate/v1/models/kwaivgi/kling-v2.0/predictions"
     assert seen.headers["Authorization"] == f"Bearer {REPLICATE_TOKEN}"
+    assert seen.headers["Content-Type"] == "application/json"
+    assert set(seen.json) == {"input"}  # no webhook without PUBLIC_BASE_URL
     data = seen.json["input"]
-    assert data["duration"] == 10 and isinstance(data["duration"], int)
-    assert (data["prompt"], data["aspect_ratio"], data["cfg_scale"], data["negative_prompt"]) == \
-        ("A fox", "9:16", 0.3, "blur")
+    assert set(data) == {"prompt", "duration", "aspect_ratio", "cfg_scale", "negative_prompt", "start_image"}
+    assert data["duration"] == 10 and type(data["duration"]) is int
+    assert data["cfg_scale"] == 0.3 and type(data["cfg_scale"]) is float
+    assert (data["prompt"], data["aspect_ratio"], data["negative_prompt"]) == ("A fox", "9:16", "blur")
     assert data["start_image"].startswith("data:image/png;base64,")
     assert base64.b64decode(data["start_image"].split(",", 1)[1]) == reference.read_bytes()
-    assert "webhook" not in seen.json
 
 
-async def test_sora_standard_and_high_use_their_models(provider: ReplicateProvider, fake: FakeProviders) -> None:
+async def test_kling_optional_fields_are_left_out(provider: ReplicateProvider, fake: FakeProviders) -> None:
+    await provider.submit(kling_ctx("p"))
+    [seen] = fake.requests_to(r"/predictions$", "POST")
+    assert seen.json["input"] == {"prompt": "p", "duration": 5, "aspect_ratio": "16:9", "cfg_scale": 0.5}
+
+
+async def test_sora_standard_and_high_use_their_models(provider: ReplicateProvider, fake: FakeProviders,
+                                                       reference: Path) -> None:
     await provider.submit(JobContext(job_id=1, request=parse_request("sora", prompt="p", duration=8,
                                                                      orientation="portrait")))
-    await provider.submit(JobContext(job_id=2, request=parse_request("sora", prompt="p", duration=12,
-                                                                     resolution="high"),
-                                     api_key=SecretStr("sk-user-own-key-123456")))
-    standard, high = fake.requests_to(r"/predictions$", "POST")
-    assert standard.path.endswith("/openai/sora-2/predictions")
-    assert standard.json["input"] == {"prompt": "p", "seconds": 8, "aspect_ratio": "portrait"}
-    assert high.path.endswith("/openai/sora-2-pro/predictions")
-    assert high.json["input"]["resolution"] == "high" and high.json["input"]["seconds"] == 12
-    assert high.json["input"]["openai_api_key"] == "sk-user-own-key-123456"
+    high = parse_request("sora", prompt="p", duration=12, resolution="high").model_copy(
+        update={"reference_image": str(reference)})
+    await provider.submit(JobContext(job_id=2, request=high, api_key=SecretStr(USER_KEY)))
+    standard_seen, high_seen = fake.requests_to(r"/predictions$", "POST")
+    assert standard_seen.path.endswith("/openai/sora-2/predictions")
+    assert standard_seen.json["input"] == {"prompt": "p", "seconds": 8, "aspect_ratio": "portrait"}
+    assert type(standard_seen.json["input"]["seconds"]) is int
+    assert high_seen.path.endswith("/openai/sora-2-pro/predictions")
+    data = high_seen.json["input"]
+    assert (data["resolution"], data["seconds"], data["aspect_ratio"]) == ("high", 12, "landscape")
+    assert data["input_reference"].startswith("data:image/png;base64,")
+    assert data["openai_api_key"] == USER_KEY  # the user's own key, for this job only
+    assert "openai_api_key" not in standard_seen.json["input"]
 
 
-async def test_full_path_to_a_downloaded_file(provider: ReplicateProvider, tmp_path: Path) -> None:
-    ctx = JobContext(job_id=1, request=parse_request("kling", prompt="ok"))
+async def test_model_ids_come_from_settings(fake: FakeProviders, provider_settings: Settings) -> None:
+    adapter = ReplicateProvider(provider_settings.model_copy(update={
+        "kling_model": "acme/kling-next", "sora_model": "acme/sora-x", "sora_pro_model": "acme/sora-x-pro"}))
+    assert adapter.model_id(parse_request("kling", prompt="p")) == "acme/kling-next"
+    assert adapter.model_id(parse_request("sora", prompt="p")) == "acme/sora-x"
+    assert adapter.model_id(parse_request("sora", prompt="p", resolution="high")) == "acme/sora-x-pro"
+    with pytest.raises(ProviderError) as raised:
+        await adapter.submit(kling_ctx())
+    assert raised.value.kind is ErrorKind.MODEL_UNAVAILABLE and raised.value.model == "acme/kling-next"
+    assert fake.requests_to(r"/models/acme/kling-next/predictions$", "POST")
+    await adapter.aclose()
+
+
+async def test_full_path_to_a_downloaded_file(provider: ReplicateProvider, fake: FakeProviders,
+                                              tmp_path: Path) -> None:
+    ctx = kling_ctx()
     task = await provider.submit(ctx)
-    first = await provider.status(task, ctx)
-    assert first.state is ProviderState.RUNNING and first.progress == 40
-    done = await provider.status(task, ctx)
-    assert done.state is ProviderState.SUCCEEDED and done.result_url
-    assert await provider.fetch(done.result_url, tmp_path / "v.mp4", ctx, max_bytes=10**6) == len(VIDEO_BYTES)
-    assert (tmp_path / "v.mp4").read_bytes() == VIDEO_BYTES
+    queued, running, done = await run_until_done(provider, ctx, task)
+    assert queued.state is ProviderState.QUEUED
+    assert running.state is ProviderState.RUNNING and running.progress == 80  # from the logs' percentage
+    assert done.state is ProviderState.SUCCEEDED and done.result_url == f"{fake.base}/files/{task}.mp4"
+    dest = tmp_path / "v.mp4"
+    assert await provider.fetch(done.result_url, dest, ctx, max_bytes=10**6) == len(VIDEO_BYTES)
+    assert dest.read_bytes() == VIDEO_BYTES
+    [download] = fake.requests_to(r"/files/")
+    assert "Authorization" not in download.headers  # the token never goes to the output host
+
+
+async def test_output_as_a_list_uses_the_first(provider: ReplicateProvider, fake: FakeProviders) -> None:
+    ctx = kling_ctx()
+    task = await provider.submit(ctx)
+    fake.fail(r"/predictions/", body={"id": task, "status": "succeeded", "output": ["https://x/a.mp4", "b"]},
+              status=200)
+    status = await provider.status(task, ctx)
+    assert status.state is ProviderState.SUCCEEDED and status.result_url == "https://x/a.mp4"
 
 
 async def test_webhook_is_requested_when_public(fake: FakeProviders, provider_settings: Settings) -> None:
-    adapter = ReplicateProvider(provider_settings.model_copy(update={"public_base_url": "https://bot.example"}))
-    await adapter.submit(JobContext(job_id=1, request=parse_request("kling", prompt="p")))
+    adapter = ReplicateProvider(provider_settings.model_copy(update={"public_base_url": "https://bot.example/"}))
+    await adapter.submit(kling_ctx("p"))
     [seen] = fake.requests_to(r"/predictions$", "POST")
     assert seen.json["webhook"] == "https://bot.example/webhooks/replicate"
     assert seen.json["webhook_events_filter"] == ["completed"]
     await adapter.aclose()
 
 
+def in_two_minutes() -> str:
+    return email.utils.formatdate(time.time() + 120, usegmt=True)
+
+
 @pytest.mark.parametrize(
     ("fault", "kind", "retry_after"),
     [
         ({"status": 429, "body": {"detail": "Request was throttled."}, "headers": {"Retry-After": "7"}},
-         ErrorKind.RATE_LIMITED, 7.0),
-        ({"status": 429, "body": {"detail": "slow"}, "headers": {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}},
-         ErrorKind.RATE_LIMITED, None),
-        ({"status": 503, "body": {"detail": "down"}}, ErrorKind.TRANSIENT, None),
+         ErrorKind.RATE_LIMITED, (7.0, 7.0)),
+        ({"status": 429, "body": {"detail": "slow"}, "headers": {"Retry-After": "date"}},
+         ErrorKind.RATE_LIMITED, (100.0, 120.0)),
+        ({"status": 503, "body": {"detail": "down"}, "headers": {"Retry-After": "2"}}, ErrorKind.TRANSIENT, (2.0, 2.0)),
+        ({"status": 500, "body": {"detail": "boom"}}, ErrorKind.TRANSIENT, None),
         ({"status": 502, "garbage": True}, ErrorKind.TRANSIENT, None),
         ({"status": 200, "garbage": True}, ErrorKind.TRANSIENT, None),
+        ({"status": 201, "body": {"status": "starting"}}, ErrorKind.TRANSIENT, None),  # no id
         ({"status": 401, "body": {"detail": "Invalid token."}}, ErrorKind.AUTH, None),
+        ({"status": 403, "body": {"detail": "Forbidden"}}, ErrorKind.AUTH, None),
         ({"status": 402, "body": {"detail": "Payment required"}}, ErrorKind.QUOTA_OR_BILLING, None),
         ({"status": 422, "body": {"detail": "Input prompt was flagged as sensitive"}}, ErrorKind.CONTENT_POLICY, None),
         ({"status": 422, "body": {"detail": "duration must be 5 or 10"}}, ErrorKind.INVALID_REQUEST, None),
+        ({"status": 400, "body": {"detail": "request timed out parsing"}}, ErrorKind.INVALID_REQUEST, None),
+        ({"hang": 1.0}, ErrorKind.TRANSIENT, None),
+        ({"reset": True}, ErrorKind.TRANSIENT, None),
     ],
 )
-async def test_submit_faults_map_to_the_taxonomy(provider: ReplicateProvider, fake: FakeProviders,
-                                                 fault: dict, kind: ErrorKind, retry_after: float | None) -> None:
+async def test_submit_faults_map_to_the_taxonomy(fake: FakeProviders, provider_settings: Settings, fault: dict,
+                                                 kind: ErrorKind, retry_after: tuple[float, float] | None) -> None:
+    if fault.get("headers", {}).get("Retry-After") == "date":
+        fault["headers"] = {"Retry-After": in_two_minutes()}
+    adapter = ReplicateProvider(provider_settings.model_copy(update={"provider_timeout_seconds": 0.3}))
     fake.fail(r"/predictions$", **fault)
     with pytest.raises(ProviderError) as raised:
-        await provider.submit(JobContext(job_id=1, request=parse_request("kling", prompt="p")))
+        await adapter.submit(kling_ctx())
+    await adapter.aclose()
     assert raised.value.kind is kind
     if retry_after is not None:
-        assert raised.value.retry_after == retry_after
-    elif kind is ErrorKind.RATE_LIMITED:
-        assert (raised.value.retry_after or 0) > 1000  # an HTTP date far in the future
+        assert raised.value.retry_after is not None
+        assert retry_after[0] <= raised.value.retry_after <= retry_after[1]
 
 
-async def test_timeouts_and_resets_are_transient(fake: FakeProviders, provider_settings: Settings) -> None:
+async def test_a_5xx_burst_then_success(provider: ReplicateProvider, fake: FakeProviders) -> None:
+    fake.fail(r"/predictions$", status=503, times=2)
+    for _ in range(2):
+        with pytest.raises(ProviderError) as raised:
+            await provider.submit(kling_ctx())
+        assert raised.value.retryable
+    assert await provider.submit(kling_ctx())
+    assert len(fake.requests_to(r"/predictions$", "POST")) == 3
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [({"status": 429, "body": {"detail": "slow"}, "headers": {"Retry-After": "3"}}, ErrorKind.RATE_LIMITED),
+     ({"status": 502, "garbage": True}, ErrorKind.TRANSIENT), ({"hang": 1.0}, ErrorKind.TRANSIENT),
+     ({"reset": True}, ErrorKind.TRANSIENT), ({"status": 401, "body": {"detail": "no"}}, ErrorKind.AUTH)],
+)
+async def test_status_faults(fake: FakeProviders, provider_settings: Settings, fault: dict, kind: ErrorKind) -> None:
     adapter = ReplicateProvider(provider_settings.model_copy(update={"provider_timeout_seconds": 0.3}))
-    fake.fail(r"/predictions$", hang=2.0)
+    ctx = kling_ctx()
+    task = await adapter.submit(ctx)
+    fake.fail(r"/predictions/", **fault)
     with pytest.raises(ProviderError) as raised:
-        await adapter.submit(JobContext(job_id=1, request=parse_request("kling", prompt="p")))
-    assert raised.value.kind is ErrorKind.TRANSIENT and "in time" in raised.value.message
+        await adapter.status(task, ctx)
     await adapter.aclose()
+    assert raised.value.kind is kind
+    if kind is ErrorKind.RATE_LIMITED:
+        assert raised.value.retry_after == 3.0
+
+
+async def test_unknown_prediction_is_not_a_model_problem(provider: ReplicateProvider) -> None:
+    with pytest.raises(ProviderError) as raised:
+        await provider.status("rp-missing", kling_ctx())
+    assert raised.value.kind is ErrorKind.INVALID_REQUEST and raised.value.provider_code == "prediction_not_found"
+
+
+async def test_connection_refused_is_transient(provider_settings: Settings) -> None:
     dead = ReplicateProvider(provider_settings.model_copy(update={"replicate_api_base": "http://127.0.0.1:9"}))
     with pytest.raises(ProviderError) as raised:
-        await dead.submit(JobContext(job_id=1, request=parse_request("kling", prompt="p")))
+        await dead.submit(kling_ctx())
     assert raised.value.kind is ErrorKind.TRANSIENT
     await dead.aclose()
 
@@ -128,59 +219,104 @@ async def test_timeouts_and_resets_are_transient(fake: FakeProviders, provider_s
 async def test_retired_model_names_the_model(fake: FakeProviders, provider_settings: Settings) -> None:
     adapter = ReplicateProvider(provider_settings.model_copy(update={"kling_model": "kwaivgi/kling-v1.0-gone"}))
     with pytest.raises(ProviderError) as raised:
-        await adapter.submit(JobContext(job_id=1, request=parse_request("kling", prompt="p")))
+        await adapter.submit(kling_ctx())
     assert raised.value.kind is ErrorKind.MODEL_UNAVAILABLE and "kwaivgi/kling-v1.0-gone" in raised.value.message
+    assert raised.value.model == "kwaivgi/kling-v1.0-gone"
+    not_replicate = ReplicateProvider(provider_settings.model_copy(update={"kling_model": "kling-v2-master"}))
+    with pytest.raises(ProviderError) as raised:
+        await not_replicate.submit(kling_ctx())
+    assert raised.value.kind is ErrorKind.MODEL_UNAVAILABLE and "kling-v2-master" in raised.value.message
     await adapter.aclose()
+    await not_replicate.aclose()
 
 
-async def test_failed_unknown_missing_and_expired_outputs(provider: ReplicateProvider, tmp_path: Path) -> None:
-    flagged = JobContext(job_id=1, request=parse_request("kling", prompt="flagged thing"))
-    task = await provider.submit(flagged)
-    await provider.status(task, flagged)
-    failed = await provider.status(task, flagged)
+async def test_failed_prediction_policy_and_retired_model(provider: ReplicateProvider, fake: FakeProviders) -> None:
+    flagged = kling_ctx("flagged thing")
+    *_, failed = await run_until_done(provider, flagged, await provider.submit(flagged))
     assert failed.state is ProviderState.FAILED and failed.error and failed.error.kind is ErrorKind.CONTENT_POLICY
-    odd = JobContext(job_id=2, request=parse_request("kling", prompt="weird-status"))
+    ctx = kling_ctx()
+    task = await provider.submit(ctx)
+    fake.fail(r"/predictions/", status=200, body={"id": task, "status": "failed",
+                                                  "error": "This model version has been deprecated"})
+    status = await provider.status(task, ctx)
+    assert status.state is ProviderState.FAILED and status.error is not None
+    assert status.error.kind is ErrorKind.MODEL_UNAVAILABLE and "kwaivgi/kling-v2.0" in status.error.message
+    fake.fail(r"/predictions/", status=200, body={"id": task, "status": "failed", "error": "CUDA out of memory"})
+    assert (await provider.status(task, ctx)).error.kind is ErrorKind.TRANSIENT  # type: ignore[union-attr]
+
+
+async def test_unknown_status_keeps_polling_and_logs_once(provider: ReplicateProvider,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    odd = kling_ctx("weird-status")
     task = await provider.submit(odd)
-    assert await finish(provider, odd, task) == [ProviderState.RUNNING] * 5
-    empty = JobContext(job_id=3, request=parse_request("kling", prompt="no-output"))
+    with caplog.at_level(logging.WARNING, logger="bot.providers.replicate"):
+        states = [s.state for s in await run_until_done(provider, odd, task, polls=6)]
+    assert states == [ProviderState.QUEUED, ProviderState.RUNNING] + [ProviderState.RUNNING] * 4
+    assert len([r for r in caplog.records if "pondering" in r.getMessage()]) == 1
+
+
+async def test_missing_output_and_expired_output(provider: ReplicateProvider, tmp_path: Path) -> None:
+    empty = kling_ctx("no-output")
     task = await provider.submit(empty)
+    await provider.status(task, empty)
     await provider.status(task, empty)
     with pytest.raises(ProviderError) as raised:
         await provider.status(task, empty)
-    assert raised.value.kind is ErrorKind.TRANSIENT
-    gone = JobContext(job_id=4, request=parse_request("kling", prompt="expire"))
-    task = await provider.submit(gone)
-    await provider.status(task, gone)
-    done = await provider.status(task, gone)
+    assert raised.value.kind is ErrorKind.TRANSIENT and raised.value.provider_code == "missing_output"
+    gone = kling_ctx("expire")
+    *_, done = await run_until_done(provider, gone, await provider.submit(gone))
     with pytest.raises(ProviderError) as raised:
         await provider.fetch(done.result_url or "", tmp_path / "x.mp4", gone, max_bytes=10**6)
     assert raised.value.provider_code == "output_expired" and not raised.value.retryable
+    assert raised.value.kind is ErrorKind.INVALID_REQUEST
+    assert list(tmp_path.iterdir()) == []
 
 
-async def test_download_cap_removes_the_partial_file(provider: ReplicateProvider, tmp_path: Path) -> None:
-    ctx = JobContext(job_id=1, request=parse_request("kling", prompt="ok"))
-    task = await provider.submit(ctx)
-    await provider.status(task, ctx)
-    done = await provider.status(task, ctx)
-    with pytest.raises(ProviderError, match="larger"):
-        await provider.fetch(done.result_url or "", tmp_path / "v.mp4", ctx, max_bytes=100)
+async def test_download_cap_removes_the_partial_file(provider: ReplicateProvider, fake: FakeProviders,
+                                                     tmp_path: Path) -> None:
+    ctx = kling_ctx()
+    with pytest.raises(ProviderError, match="larger") as raised:
+        await provider.fetch(f"{fake.base}/files/big.mp4?bytes=2000000", tmp_path / "v.mp4", ctx, max_bytes=500_000)
+    assert raised.value.provider_code == "too_large"
     assert list(tmp_path.iterdir()) == []
 
 
 async def test_cancel(provider: ReplicateProvider, fake: FakeProviders) -> None:
-    ctx = JobContext(job_id=1, request=parse_request("kling", prompt="ok"))
+    ctx = kling_ctx()
     task = await provider.submit(ctx)
     assert await provider.cancel(task, ctx)
+    assert fake.requests_to(rf"/predictions/{task}/cancel$", "POST")
     assert (await provider.status(task, ctx)).state is ProviderState.CANCELED
+    assert not await provider.cancel("rp-missing", ctx)
 
 
-async def test_user_key_never_in_errors_or_logs(provider: ReplicateProvider, fake: FakeProviders,
-                                               caplog: pytest.LogCaptureFixture) -> None:
-    key = "sk-user-secret-abcdefghijkl"
-    fake.fail(r"/predictions$", status=400, body={"detail": f"bad openai_api_key {key}"})
-    ctx = JobContext(job_id=1, request=parse_request("sora", prompt="p"), api_key=SecretStr(key))
-    with caplog.at_level(logging.DEBUG), pytest.raises(ProviderError) as raised:
-        await provider.submit(ctx)
-    assert key not in str(raised.value) and key not in raised.value.message
-    assert key not in caplog.text
-    assert key not in repr(ctx)
+async def test_user_key_never_in_errors_or_logs(provider: ReplicateProvider, fake: FakeProviders, tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    ctx = JobContext(job_id=1, request=parse_request("sora", prompt="p"), api_key=SecretStr(USER_KEY))
+    with caplog.at_level(logging.DEBUG):
+        task = await provider.submit(ctx)
+        *_, done = await run_until_done(provider, ctx, task)
+        await provider.fetch(done.result_url or "", tmp_path / "v.mp4", ctx, max_bytes=10**6)
+        fake.fail(r"/predictions$", status=400, body={"detail": f"bad openai_api_key {USER_KEY}"})
+        with pytest.raises(ProviderError) as raised:
+            await provider.submit(ctx)
+        fake.fail(r"/predictions/", status=200, body={"id": task, "status": "failed",
+                                                      "error": f"OpenAI said: invalid key {USER_KEY}"})
+        failed = await provider.status(task, ctx)
+    assert USER_KEY not in str(raised.value) and USER_KEY not in raised.value.message
+    assert failed.error is not None and USER_KEY not in failed.error.message
+    assert USER_KEY not in caplog.text and REPLICATE_TOKEN not in caplog.text
+    assert USER_KEY not in repr(ctx)
+
+
+async def test_verify_key_is_not_applicable(provider: ReplicateProvider, fake: FakeProviders) -> None:
+    assert await provider.verify_key(SecretStr("anything"))
+    assert fake.seen == []
+
+
+async def test_injected_client_is_left_open(provider_settings: Settings) -> None:
+    async with httpx.AsyncClient() as client:
+        adapter = ReplicateProvider(provider_settings, client=client, base_url="http://127.0.0.1:1/")
+        assert adapter.base == "http://127.0.0.1:1"
+        await adapter.aclose()
+        assert not client.is_closed
