@@ -11,6 +11,7 @@ import discord
 from bot.client import ShardedVideoBot, VideoBot
 from bot.config import Settings
 from bot.logs import setup_logging
+from bot.sandbox.discord_server import point_discord_py_at
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +20,6 @@ def secrets_of(settings: Settings) -> list[str]:
     values = [settings.discord_token, settings.replicate_api_token, settings.openai_api_key,
               settings.kling_access_key, settings.kling_secret_key, settings.secret_key]
     return [value.get_secret_value() for value in values if value is not None]
-
-
-def point_discord_py_at(api_base: str, gateway_url: str) -> None:
-    """The two documented knobs that point discord.py at another Discord (the sandbox)."""
-    import yarl
-
-    discord.http.Route.BASE = api_base.rstrip("/")
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
 def make_bot(settings: Settings) -> VideoBot:

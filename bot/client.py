@@ -56,7 +56,6 @@ class VideoBot(commands.Bot):
         self.clock = clock
         self._providers = providers
         self._serve_web = serve_web
-        self.ready_at: float | None = None
 
     async def setup_hook(self) -> None:
         """Open storage and providers; then what the process role asks for (commands, poller, or both)."""
@@ -98,7 +97,6 @@ class VideoBot(commands.Bot):
             await self.tree.sync()
 
     async def on_ready(self) -> None:
-        self.ready_at = time.monotonic()
         log.info("ready as %s in %d guilds", self.user, len(self.guilds))
 
     async def close(self) -> None:

@@ -147,7 +147,3 @@ def describe_validation_error(error: ValidationError) -> str:
         return f"Invalid setting {name}: {message}"
     return f"Invalid setting {name}: {message} (got {first.get('input')!r})"
 
-
-def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment; tests pass overrides instead of touching os.environ."""
-    return Settings(**overrides)  # type: ignore[arg-type]

@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 TOKEN_MARGIN = 60.0  # don't start a followup or edit in the token's last minute
 PROGRESS_EVERY = 10.0
-# Discord error codes that mean "this route will never work for this message".
-CLOSED_ROUTE_CODES = {10003, 10062, 50001, 50007, 50013, 50027, 50278, 10015}
 
 
 @dataclass

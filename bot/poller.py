@@ -21,6 +21,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from bot import images, retention
 from bot.config import Settings
@@ -230,8 +231,6 @@ class Poller:
             stored = await self.store.keys.get(job.user_id, "openai")
             if stored is None:
                 raise ProviderError(ErrorKind.AUTH, "your OpenAI key was removed before the job started")
-            from pydantic import SecretStr
-
             api_key = SecretStr(self.secrets.decrypt(stored[0]))
         if job.reference_url:
             path = self.reference_path(job.id)

@@ -38,7 +38,6 @@ class Invocation:
 class Created:
     jobs: list[Job]
     balance: int
-    eta_seconds: float
 
 
 class NoOwnKey(Exception):
@@ -99,7 +98,7 @@ class VideoService:
             )
         jobs, balance = await self.store.jobs.create_with_balance(new_jobs, now=time.time(), compare=compare)
         self.poller.wake()
-        return Created(jobs=jobs, balance=balance, eta_seconds=max(self.eta(r) for r in requests))
+        return Created(jobs=jobs, balance=balance)
 
     async def cancel(self, job: Job) -> tuple[Job, bool]:
         """Cancel an active job (refunds); returns the job and whether the provider stopped too."""

@@ -98,7 +98,7 @@ def job_embed(job: Job, request: AnyRequest, *, balance: int | None = None, eta:
     return embed
 
 
-def failure_words(job: Job, *, kling_provider_var: str = "KLING_PROVIDER") -> str:
+def failure_words(job: Job) -> str:
     """Why a job ended, in plain words for the user."""
     code = job.error_code or ""
     model = job.provider_model or job.model

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import discord
 
-from bot.service import Invocation
+from bot.service import Invocation, VideoService
+from storage import Job
 
 
 def invocation(interaction: discord.Interaction) -> Invocation:
@@ -49,6 +50,17 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
         await interaction.followup.send(embed=embed, ephemeral=True)
     else:
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+async def cancel_and_reply(interaction: discord.Interaction, service: VideoService, job: Job) -> None:
+    """Cancel an active job (refunded) and say so; the caller has checked it is the user's own."""
+    if not job.state.active:
+        await refuse(interaction, f"Job #{job.id} is already {job.state.value}; nothing to cancel.")
+        return
+    job, stopped = await service.cancel(job)
+    refund = f" {job.price} credits refunded." if job.price else ""
+    where = "" if stopped or not job.provider_job_id else " (the provider could not stop it, but you pay nothing)"
+    await interaction.response.send_message(f"Job #{job.id} canceled{where}.{refund}", ephemeral=True)
 
 
 def is_admin(interaction: discord.Interaction, admin_role_id: int | None, admin_guilds: set[int] | None = None) -> bool:

@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot import ui
 from bot.requests import request_from_json
-from cogs._shared import refuse, upload_limit
+from cogs._shared import cancel_and_reply, refuse, upload_limit
 from storage import Job, JobState
 
 if TYPE_CHECKING:
@@ -93,13 +93,7 @@ class Jobs(commands.Cog):
         job = await self._own(interaction, id)
         if job is None:
             return
-        if not job.state.active:
-            await refuse(interaction, f"Job #{job.id} is already {job.state.value}; nothing to cancel.")
-            return
-        job, stopped = await self.bot.service.cancel(job)
-        refund = f" {job.price} credits refunded." if job.price else ""
-        where = "" if stopped or not job.provider_job_id else " (the provider could not stop it, but you pay nothing)"
-        await interaction.response.send_message(f"Job #{job.id} canceled{where}.{refund}", ephemeral=True)
+        await cancel_and_reply(interaction, self.bot.service, job)
 
 
 async def setup(bot: VideoBot) -> None:

@@ -28,7 +28,7 @@ from bot.requests import (
     request_from_json,
 )
 from bot.service import NoOwnKey
-from cogs._shared import invocation, refuse
+from cogs._shared import cancel_and_reply, invocation, refuse
 from storage import ConcurrencyLimit, InsufficientCredits, Job
 
 if TYPE_CHECKING:
@@ -250,13 +250,7 @@ class Video(commands.Cog):
         if job.user_id != interaction.user.id:
             await refuse(interaction, "Only the person who started this job can cancel it.")
             return
-        if not job.state.active:
-            await refuse(interaction, f"Job #{job.id} is already {job.state.value}; nothing to cancel.")
-            return
-        job, stopped = await self.bot.service.cancel(job)
-        refund = "" if not job.price else f" {job.price} credits refunded."
-        where = "" if stopped or not job.provider_job_id else " (the provider could not stop it, but you pay nothing)"
-        await interaction.response.send_message(f"Job #{job.id} canceled{where}.{refund}", ephemeral=True)
+        await cancel_and_reply(interaction, self.bot.service, job)
 
     async def on_vote(self, interaction: discord.Interaction, compare_id: int, slot: str) -> None:
         compare = await self.bot.store.jobs.get_compare(compare_id)

@@ -47,7 +47,6 @@ V2_FLAG = 1 << 15
 V2_MAX_COMPONENTS = 40
 ALL_PERMISSIONS = (1 << 50) - 1
 DEFAULT_MEMBER_PERMISSIONS = 0x0000_0000_0400_0C40 | (1 << 15) | (1 << 14) | (1 << 38) | (1 << 31) | (1 << 11)
-MANAGE_GUILD = 1 << 5
 # View channel, send messages, embed links, attach files, read history, use app commands, threads.
 BOT_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 31) | (1 << 38)
 
