@@ -25,7 +25,7 @@ from storage import CreditPolicy, Store
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.info", "cogs.video", "cogs.credits", "cogs.jobs", "cogs.keys")
+EXTENSIONS = ("cogs.info", "cogs.video", "cogs.credits", "cogs.jobs", "cogs.keys", "cogs.settings")
 
 
 class VideoBot(commands.Bot):
@@ -54,6 +54,7 @@ class VideoBot(commands.Bot):
         )
         self.settings = settings
         self.clock = clock
+        self.operators: dict[int, str] = {}  # user id -> where that operator came from; filled in setup_hook
         self._providers = providers
         self._serve_web = serve_web
 
@@ -62,8 +63,13 @@ class VideoBot(commands.Bot):
         settings = self.settings
         if settings.database_url and settings.secret_key is None:
             raise RuntimeError("SECRET_KEY must be set with DATABASE_URL: every process has to share it")
+        for name in settings.retired_settings():
+            log.warning("%s is set but no longer used: bot operators are OWNER_IDS plus the application's owner "
+                        "or team (they grant credits and set prices); server managers use /settings", name)
         policy = CreditPolicy(start_balance=settings.start_balance, daily_grant=settings.daily_grant,
-                              max_concurrent_jobs=settings.max_concurrent_jobs)
+                              max_concurrent_jobs=settings.max_concurrent_jobs,
+                              daily_spend_limit=settings.daily_spend_limit,
+                              new_account_min_days=settings.new_account_min_days)
         self.store = await Store.open(settings.database_location, policy)
         self.secrets = SecretBox.from_settings(settings.secret_key, settings.database_path.parent / "secret.key")
         self.providers = self._providers or ProviderRegistry(settings)
@@ -72,6 +78,7 @@ class VideoBot(commands.Bot):
                              clock=self.clock)
         self.service = VideoService(settings, self.store, self.providers, self.poller)
         if settings.bot_role in ("all", "gateway"):
+            await self.load_operators()
             for extension in EXTENSIONS:
                 await self.load_extension(extension)
             self.add_dynamic_items(JobButton, VoteButton)
@@ -86,6 +93,35 @@ class VideoBot(commands.Bot):
         if settings.public_base_url and self._serve_web:
             self.web = WebServer(self)
             await self.web.start()
+
+    async def load_operators(self) -> None:
+        """Operators (may mint credits and set prices): OWNER_IDS plus the application's owner or team members.
+
+        Read once at start; if Discord's application info cannot be fetched, OWNER_IDS alone count.
+        """
+        operators = dict.fromkeys(self.settings.owner_id_set(), "OWNER_IDS")
+        try:
+            info = await self.application_info()
+        except discord.HTTPException as error:
+            log.warning("could not fetch the application's owner from Discord (%s); operators are OWNER_IDS only",
+                        error.status)
+        else:
+            if info.team is not None:
+                for member in info.team.members:  # only accepted members: an invitation grants nothing yet
+                    if member.membership_state is discord.TeamMembershipState.accepted:
+                        operators.setdefault(member.id, f"team {info.team.name}")
+            elif info.owner is not None:
+                operators.setdefault(info.owner.id, "application owner")
+        self.operators = operators
+        if operators:
+            log.info("operators (may grant credits and set prices): %s",
+                     ", ".join(f"{user_id} ({source})" for user_id, source in sorted(operators.items())))
+        else:
+            log.info("operators: none known (OWNER_IDS is empty and Discord named no application owner): "
+                     "/credits-grant and /credits-set-price are refused for everyone")
+
+    def is_operator(self, user_id: int) -> bool:
+        return user_id in self.operators
 
     async def sync_commands(self) -> None:
         """Register the slash commands: instantly in a dev guild, else globally."""

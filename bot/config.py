@@ -29,8 +29,10 @@ class Settings(BaseSettings):
     discord_api_base: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
     discord_dev_guild_id: int | None = None
-    admin_role_id: int | None = None
-    admin_guild_ids: str | None = None  # comma-separated; blank = admins of any guild the bot is in
+    owner_ids: str | None = None  # comma-separated user ids: operators, besides the application's owner/team
+    # Replaced by OWNER_IDS (operators) and /settings (guild managers); a value only earns a warning at start.
+    admin_role_id: str | None = None
+    admin_guild_ids: str | None = None
 
     # Storage
     database_path: Path = Path("data/bot.sqlite3")
@@ -86,6 +88,8 @@ class Settings(BaseSettings):
     price_sora_per_second: int = Field(default=4, ge=0)
     price_sora_high_per_second: int = Field(default=10, ge=0)
     max_concurrent_jobs: int = Field(default=2, ge=1)
+    daily_spend_limit: int | None = Field(default=None, ge=0)  # credits across all users per UTC day; blank = none
+    new_account_min_days: float = Field(default=7.0, ge=0)  # younger Discord accounts get no grants yet
 
     # Secrets at rest
     secret_key: SecretStr | None = None
@@ -104,6 +108,26 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("daily_spend_limit", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        """`DAILY_SPEND_LIMIT=` (blank) means no limit."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("owner_ids")
+    @classmethod
+    def _user_id_list(cls, value: str | None) -> str | None:
+        """Comma-separated Discord user ids; a typo must stop the bot rather than silently drop an operator."""
+        if value is None or not value.strip():
+            return None
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        bad = [part for part in parts if not part.isdigit() or not 0 < int(part) < 2**64]
+        if bad:
+            raise ValueError(f"must be comma-separated Discord user ids; not an id: {bad[0]!r}")
+        return ",".join(parts)
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: str | None) -> str | None:
@@ -118,11 +142,14 @@ class Settings(BaseSettings):
         """Where storage lives: the PostgreSQL URL when set, else the SQLite file."""
         return self.database_url or self.database_path
 
-    def admin_guilds(self) -> set[int] | None:
-        """Guilds whose admins may grant credits and set prices (credits are global), None = any."""
-        if not self.admin_guild_ids:
-            return None
-        return {int(part) for part in self.admin_guild_ids.split(",") if part.strip()}
+    def owner_id_set(self) -> set[int]:
+        """OWNER_IDS as ints (the application's owner or team are added at start)."""
+        return {int(part) for part in (self.owner_ids or "").split(",") if part}
+
+    def retired_settings(self) -> list[str]:
+        """Retired variables that are still set: ignored, but worth a warning at start."""
+        return [name.upper() for name in ("admin_guild_ids", "admin_role_id")
+                if (getattr(self, name) or "").strip()]
 
     def shard_id_list(self) -> list[int] | None:
         if not self.shard_ids:

@@ -32,6 +32,7 @@ class Invocation:
     token: str | None = None
     expires_at: float | None = None
     upload_limit: int | None = None
+    rules_guild_id: int | None = None  # the guild whose /settings caps apply (where the bot is installed)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class VideoService:
     ) -> Created:
         """Reserve credits and store one job per request (one transaction), then wake the poller.
 
-        Raises storage's InsufficientCredits / ConcurrencyLimit, or NoOwnKey; nothing is charged then.
+        Raises storage's InsufficientCredits / ConcurrencyLimit / MemberDailyCap / DailySpendLimit, or
+        NoOwnKey; nothing is charged then.
         """
         table = await current_prices(self.settings, self.store)
         new_jobs = []
@@ -96,7 +98,8 @@ class VideoService:
                     parent_job_id=parent_job_id,
                 )
             )
-        jobs, balance = await self.store.jobs.create_with_balance(new_jobs, now=time.time(), compare=compare)
+        jobs, balance = await self.store.jobs.create_with_balance(new_jobs, now=time.time(), compare=compare,
+                                                                  rules_guild_id=origin.rules_guild_id)
         self.poller.wake()
         return Created(jobs=jobs, balance=balance)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot.service import Invocation, VideoService
-from storage import Job
+from storage import Job, Store
 
 
 def invocation(interaction: discord.Interaction) -> Invocation:
@@ -32,6 +32,7 @@ def invocation(interaction: discord.Interaction) -> Invocation:
         token=interaction.token,
         expires_at=interaction.expires_at.timestamp(),
         upload_limit=upload_limit(interaction),
+        rules_guild_id=rules_guild(interaction),
     )
 
 
@@ -63,13 +64,37 @@ async def cancel_and_reply(interaction: discord.Interaction, service: VideoServi
     await interaction.response.send_message(f"Job #{job.id} canceled{where}.{refund}", ephemeral=True)
 
 
-def is_admin(interaction: discord.Interaction, admin_role_id: int | None, admin_guilds: set[int] | None = None) -> bool:
-    """Manage Server in this guild, or the configured admin role (and only in ADMIN_GUILD_IDS when set)."""
+def is_manager(interaction: discord.Interaction) -> bool:
+    """Manage Server in this guild, where the bot is installed (a user install grants no say over the guild)."""
     member = interaction.user
-    if not isinstance(member, discord.Member) or not interaction.is_guild_integration():
-        return False  # a user install in someone's server grants no authority over the bot
-    if admin_guilds is not None and interaction.guild_id not in admin_guilds:
-        return False
-    if member.guild_permissions.manage_guild:
-        return True
-    return admin_role_id is not None and any(role.id == admin_role_id for role in member.roles)
+    return (isinstance(member, discord.Member) and interaction.guild_id is not None
+            and interaction.is_guild_integration() and interaction.permissions.manage_guild)
+
+
+def rules_guild(interaction: discord.Interaction) -> int | None:
+    """The guild whose /settings apply here: only where the bot is installed (not DMs, not user installs)."""
+    if interaction.guild_id is None or not interaction.is_guild_integration():
+        return None
+    return interaction.guild_id
+
+
+async def guild_refusal(interaction: discord.Interaction, store: Store, *, sora: bool) -> str | None:
+    """Why this guild's settings forbid starting a job here (channel, Sora role), or None when allowed.
+
+    The caps that need counting (daily spend, concurrency) are checked when credits are reserved.
+    """
+    guild_id = rules_guild(interaction)
+    if guild_id is None:
+        return None
+    rules = await store.guilds.get(guild_id)
+    channel = interaction.channel
+    parent = channel.parent_id if isinstance(channel, discord.Thread) else None
+    if not rules.channel_allowed(interaction.channel_id, parent):
+        where = ", ".join(f"<#{c}>" for c in sorted(rules.allowed_channels))
+        return f"This server's managers allow the video commands only in {where}."
+    member = interaction.user
+    role_ids = {role.id for role in member.roles} if isinstance(member, discord.Member) else set()
+    if sora and not rules.may_use_sora(role_ids):
+        roles = ", ".join(f"<@&{r}>" for r in sorted(rules.sora_roles))
+        return f"In this server Sora is for members with one of these roles: {roles}. `/kling` is open to you."
+    return None

@@ -1,4 +1,8 @@
-"""/credits for everyone; /credits-grant and /credits-set-price for admins (every action in the ledger)."""
+"""/credits for everyone; /credits-grant and /credits-set-price for the bot's operators only (all audited).
+
+Credits and prices are global, so no guild role can grant authority over them: a stranger who adds
+the bot to a server of their own manages that server, not the operator's money.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ from discord.ext import commands
 
 from bot import ui
 from bot.pricing import current_prices, price_lines
-from cogs._shared import is_admin, refuse
+from cogs._shared import refuse
 from storage.store import PRICE_KEYS
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
 
+OPERATORS_ONLY = ("Only the bot's operators can {what}: credits and prices are the same in every server. "
+                  "Server managers can limit spending in their server with `/settings`.")
 KIND_WORDS = {"grant": "welcome", "daily": "daily grant", "reserve": "reserved", "capture": "spent",
               "refund": "refunded", "adjust": "admin"}
 
@@ -49,18 +55,18 @@ class Credits(commands.Cog):
             embed.add_field(name="Recent", value="\n".join(lines), inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
-    @app_commands.command(name="credits-grant", description="Admin: give (or take, if negative) credits.")
+    @app_commands.command(name="credits-grant", description="Bot operators: give (or take, if negative) credits.")
     @app_commands.describe(user="Who gets the credits", amount="Credits to add (negative to remove)",
                            reason="Shown in the ledger")
-    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.default_permissions(manage_guild=True)  # only hides it from members; operators use it in DMs too
     @app_commands.allowed_installs(guilds=True, users=False)
-    @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
     async def credits_grant(self, interaction: discord.Interaction, user: discord.User,
                             amount: app_commands.Range[int, -100000, 100000],
                             reason: app_commands.Range[str, 1, 200] | None = None) -> None:
         """Adjust a user's balance, recorded with the admin's id."""
-        if not is_admin(interaction, self.bot.settings.admin_role_id, self.bot.settings.admin_guilds()):
-            await refuse(interaction, "Only server managers (or the bot's admin role) can grant credits.")
+        if not self.bot.is_operator(interaction.user.id):
+            await refuse(interaction, OPERATORS_ONLY.format(what="grant or remove credits"))
             return
         applied, balance = await self.bot.store.ledger.adjust(
             user.id, amount, actor_id=interaction.user.id, key=f"adjust:{interaction.id}",
@@ -73,17 +79,17 @@ class Credits(commands.Cog):
             ephemeral=True, allowed_mentions=ui.NO_MENTIONS,
         )
 
-    @app_commands.command(name="credits-set-price", description="Admin: set credits per second of a model option.")
+    @app_commands.command(name="credits-set-price", description="Bot operators: set credits per second of a model.")
     @app_commands.describe(option="Which price", credits="Credits per second of video")
     @app_commands.choices(option=[app_commands.Choice(name=key.replace("_", " "), value=key) for key in PRICE_KEYS])
-    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.default_permissions(manage_guild=True)  # only hides it from members; operators use it in DMs too
     @app_commands.allowed_installs(guilds=True, users=False)
-    @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
     async def credits_set_price(self, interaction: discord.Interaction, option: str,
                                 credits: app_commands.Range[int, 0, 10000]) -> None:
         """Change the price table at runtime (audited)."""
-        if not is_admin(interaction, self.bot.settings.admin_role_id, self.bot.settings.admin_guilds()):
-            await refuse(interaction, "Only server managers (or the bot's admin role) can change prices.")
+        if not self.bot.is_operator(interaction.user.id):
+            await refuse(interaction, OPERATORS_ONLY.format(what="change prices"))
             return
         if option not in PRICE_KEYS:
             await refuse(interaction, f"Price must be one of {', '.join(PRICE_KEYS)}.")

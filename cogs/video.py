@@ -28,8 +28,8 @@ from bot.requests import (
     request_from_json,
 )
 from bot.service import NoOwnKey
-from cogs._shared import cancel_and_reply, invocation, refuse
-from storage import ConcurrencyLimit, InsufficientCredits, Job
+from cogs._shared import cancel_and_reply, guild_refusal, invocation, refuse
+from storage import ConcurrencyLimit, DailySpendLimit, InsufficientCredits, Job, MemberDailyCap
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -64,18 +64,38 @@ class Video(commands.Cog):
         notes: list[str] | None = None,
     ) -> None:
         """Charge, store and acknowledge; every refusal is ephemeral and charges nothing."""
+        sora = any(isinstance(request, SoraRequest) for request in requests)
+        if (reason := await guild_refusal(interaction, self.bot.store, sora=sora)) is not None:
+            await refuse(interaction, reason)
+            return
         try:
             created = await self.bot.service.create(
                 requests, invocation(interaction), reference_url=reference_url, parent_job_id=parent_job_id,
                 compare=compare,
             )
         except InsufficientCredits as short:
-            await refuse(interaction, f"This costs {short.price} credits but you have {short.balance}. "
-                                      "You get a daily grant; see `/credits`.")
+            if short.grants_from is not None:
+                await refuse(interaction, f"This costs {short.price} credits but you have {short.balance}. "
+                                          "Free credits start once your Discord account is "
+                                          f"{_days(self.bot.settings.new_account_min_days)} old: "
+                                          f"<t:{int(short.grants_from)}:f> (<t:{int(short.grants_from)}:R>).")
+            else:
+                await refuse(interaction, f"This costs {short.price} credits but you have {short.balance}. "
+                                          "You get a daily grant; see `/credits`.")
             return
         except ConcurrencyLimit as cap:
-            await refuse(interaction, f"You already have {cap.active} video(s) rendering (limit {cap.cap}). "
+            where = " in this server" if cap.guild else ""
+            await refuse(interaction, f"You already have {cap.active} video(s) rendering{where} (limit {cap.cap}). "
                                       "Wait for one to finish, or stop one with `/job cancel`.")
+            return
+        except MemberDailyCap as cap:
+            await refuse(interaction, f"This server's managers cap spending at {cap.cap} credits per member per "
+                                      f"day; you have used {cap.spent} today and this costs {cap.price}. "
+                                      "The cap resets at 00:00 UTC.")
+            return
+        except DailySpendLimit:
+            await refuse(interaction, "The bot has reached its daily spending limit for everyone. New videos can be "
+                                      "started again after 00:00 UTC. Nothing was charged.")
             return
         except NoOwnKey:
             await refuse(interaction, "`use_own_key` needs your OpenAI key: store it with `/openai-key set` first.")
@@ -268,6 +288,10 @@ class Video(commands.Cog):
         await interaction.response.send_message(
             f"{verb}: you preferred {slot.upper()} ({labels[winner]}).{reveal}", ephemeral=True
         )
+
+
+def _days(days: float) -> str:
+    return f"{days:g} day" + ("" if days == 1 else "s")
 
 
 def _rates(stats: dict[str, int]) -> str:

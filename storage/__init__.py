@@ -4,6 +4,8 @@ from storage.models import (
     Compare,
     ConcurrencyLimit,
     CreditPolicy,
+    DailySpendLimit,
+    GuildSettings,
     IllegalTransition,
     InsufficientCredits,
     Job,
@@ -12,7 +14,9 @@ from storage.models import (
     LeaseLost,
     LedgerEntry,
     LedgerKind,
+    MemberDailyCap,
     NewJob,
+    SettingsChange,
     StorageError,
 )
 from storage.store import Store
@@ -21,6 +25,8 @@ __all__ = [
     "Compare",
     "ConcurrencyLimit",
     "CreditPolicy",
+    "DailySpendLimit",
+    "GuildSettings",
     "IllegalTransition",
     "InsufficientCredits",
     "Job",
@@ -29,7 +35,9 @@ __all__ = [
     "LeaseLost",
     "LedgerEntry",
     "LedgerKind",
+    "MemberDailyCap",
     "NewJob",
+    "SettingsChange",
     "StorageError",
     "Store",
 ]

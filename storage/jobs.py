@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from storage import ledger
+from storage import guilds, ledger
 from storage.database import Database, Tx
 from storage.models import (
     ACTIVE,
@@ -24,6 +24,7 @@ from storage.models import (
     Compare,
     ConcurrencyLimit,
     CreditPolicy,
+    DailySpendLimit,
     IllegalTransition,
     InsufficientCredits,
     Job,
@@ -31,6 +32,7 @@ from storage.models import (
     JobState,
     LeaseLost,
     LedgerKind,
+    MemberDailyCap,
     NewJob,
 )
 
@@ -64,6 +66,21 @@ async def _row(conn: Tx, job_id: int, *, lock: bool = False) -> Job:
     return Job.from_row(row)
 
 
+_SPEND_LOCK = 0x5BE11D  # PostgreSQL advisory lock key guarding DAILY_SPEND_LIMIT
+
+
+async def _spent_since(conn: Tx, since: float, *, user_id: int | None = None, guild_id: int | None = None) -> int:
+    """Credits held by jobs created since `since` (reserved minus refunded), by one member in one guild or by all."""
+    where = "j.created_at >= ?"
+    params: list[Any] = [since]
+    if user_id is not None:
+        where += " AND j.user_id = ? AND j.guild_id = ?"
+        params += [user_id, guild_id]
+    row = await conn.fetchone(
+        f"SELECT COALESCE(SUM(l.amount), 0) FROM ledger l JOIN jobs j ON j.id = l.job_id WHERE {where}", params)
+    return -int(row[0]) if row else 0
+
+
 def _plain(value: Any) -> Any:
     """Flags are stored as 0/1 integers on both engines (PostgreSQL will not take a bool there)."""
     return int(value) if isinstance(value, bool) else value
@@ -83,11 +100,14 @@ class JobStore:
         return jobs
 
     async def create_with_balance(
-        self, new_jobs: Sequence[NewJob], *, now: float | None = None, compare: tuple[bool, str] | None = None
+        self, new_jobs: Sequence[NewJob], *, now: float | None = None, compare: tuple[bool, str] | None = None,
+        rules_guild_id: int | None = None,
     ) -> tuple[list[Job], int]:
         """Reserve credits and store the jobs atomically; raise if the user can't afford or run them.
 
-        With `compare=(blind, slot_a)` the jobs are also tied together as one /compare pair.
+        With `compare=(blind, slot_a)` the jobs are also tied together as one /compare pair. With
+        `rules_guild_id` that guild's per-member caps apply too. Every cap (the user's, the guild's,
+        DAILY_SPEND_LIMIT) is checked in this transaction, so racing commands cannot exceed one.
         """
         if not new_jobs:
             return [], 0
@@ -105,8 +125,27 @@ class JobStore:
             active = int(row[0]) if row else 0
             if active + len(new_jobs) > self.policy.max_concurrent_jobs:
                 raise ConcurrencyLimit(active, self.policy.max_concurrent_jobs)
+            rules = await guilds.read(conn, rules_guild_id) if rules_guild_id is not None else None
+            if rules is not None and rules.member_concurrency is not None:
+                row = await conn.fetchone(
+                    f"SELECT COUNT(*) FROM jobs WHERE user_id = ? AND guild_id = ? AND state IN ({_ACTIVE_SQL})",
+                    (user_id, rules_guild_id))
+                here = int(row[0]) if row else 0
+                if here + len(new_jobs) > rules.member_concurrency:
+                    raise ConcurrencyLimit(here, rules.member_concurrency, guild=True)
             if total > balance:
-                raise InsufficientCredits(balance, total)
+                grants_from = self.policy.grants_from(user_id)
+                raise InsufficientCredits(balance, total, grants_from if now < grants_from else None)
+            if total and rules is not None and rules.member_daily_cap is not None:
+                spent = await _spent_since(conn, ledger.utc_day_start(now), user_id=user_id, guild_id=rules_guild_id)
+                if spent + total > rules.member_daily_cap:
+                    raise MemberDailyCap(spent, total, rules.member_daily_cap)
+            if total and self.policy.daily_spend_limit is not None:
+                if self.db.dialect == "postgres":  # one global total: reservations of all users take turns
+                    await conn.execute("SELECT pg_advisory_xact_lock(?)", (_SPEND_LOCK,))
+                spent = await _spent_since(conn, ledger.utc_day_start(now))
+                if spent + total > self.policy.daily_spend_limit:
+                    raise DailySpendLimit(spent, total, self.policy.daily_spend_limit)
             compare_id = None
             if compare is not None:
                 inserted = await conn.fetchone(

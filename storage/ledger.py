@@ -20,6 +20,11 @@ def utc_day(now: float) -> str:
     return datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d")
 
 
+def utc_day_start(now: float) -> float:
+    """Midnight UTC of the timestamp's day; daily caps count from it."""
+    return datetime.fromtimestamp(now, tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
 async def append(
     conn: Tx,
     *,
@@ -48,6 +53,9 @@ async def append(
 async def ensure_user(conn: Tx, user_id: int, policy: CreditPolicy, now: float, *, lock: bool = False) -> int:
     """Create the user with the start balance and apply today's grant, once; return the balance.
 
+    Accounts younger than `policy.new_account_min_days` (by the creation time in their Discord id) get
+    neither until they are old enough.
+
     With `lock` (PostgreSQL) the user's row stays locked until the transaction ends, so reservations
     of one user from several processes happen one after another.
     """
@@ -55,6 +63,17 @@ async def ensure_user(conn: Tx, user_id: int, policy: CreditPolicy, now: float, 
                        (user_id, now))
     if lock:
         await conn.fetchone("SELECT id FROM users WHERE id = ? FOR UPDATE", (user_id,))
+    # A too-young account (alt-account farming) gets no grant yet; the grants' keys are idempotent, so
+    # the welcome and that day's grant arrive on its first visit once it is old enough.
+    if now >= policy.grants_from(user_id):
+        await _grants(conn, user_id, policy, now)
+    row = await conn.fetchone("SELECT balance FROM users WHERE id = ?", (user_id,))
+    assert row is not None
+    return int(row["balance"])
+
+
+async def _grants(conn: Tx, user_id: int, policy: CreditPolicy, now: float) -> None:
+    """The welcome grant (once ever) and today's grant (once a UTC day)."""
     if policy.start_balance:
         await append(conn, user_id=user_id, kind=LedgerKind.GRANT, amount=policy.start_balance,
                      key=f"start:{user_id}", now=now, reason="welcome credits")
@@ -62,9 +81,6 @@ async def ensure_user(conn: Tx, user_id: int, policy: CreditPolicy, now: float, 
         day = utc_day(now)
         await append(conn, user_id=user_id, kind=LedgerKind.DAILY, amount=policy.daily_grant,
                      key=f"daily:{user_id}:{day}", now=now, reason=f"daily grant {day}")
-    row = await conn.fetchone("SELECT balance FROM users WHERE id = ?", (user_id,))
-    assert row is not None
-    return int(row["balance"])
 
 
 class Ledger:

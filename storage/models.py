@@ -66,17 +66,43 @@ class LeaseLost(StorageError):
 
 
 class InsufficientCredits(StorageError):
-    def __init__(self, balance: int, price: int) -> None:
+    """Not enough credits; `grants_from` is when a too-young account starts getting grants (else None)."""
+
+    def __init__(self, balance: int, price: int, grants_from: float | None = None) -> None:
         super().__init__(f"balance {balance} < price {price}")
         self.balance = balance
         self.price = price
+        self.grants_from = grants_from
 
 
 class ConcurrencyLimit(StorageError):
-    def __init__(self, active: int, cap: int) -> None:
-        super().__init__(f"{active} active jobs, cap {cap}")
+    """Too many active jobs: the user's global cap, or (with `guild`) a guild's per-member cap."""
+
+    def __init__(self, active: int, cap: int, *, guild: bool = False) -> None:
+        super().__init__(f"{active} active jobs, cap {cap}" + (" in this guild" if guild else ""))
         self.active = active
         self.cap = cap
+        self.guild = guild
+
+
+class MemberDailyCap(StorageError):
+    """A guild's per-member daily spending cap would be exceeded by this job."""
+
+    def __init__(self, spent: int, price: int, cap: int) -> None:
+        super().__init__(f"spent {spent} today in this guild, price {price}, cap {cap}")
+        self.spent = spent
+        self.price = price
+        self.cap = cap
+
+
+class DailySpendLimit(StorageError):
+    """The bot-wide DAILY_SPEND_LIMIT (credits across all users per UTC day) would be exceeded."""
+
+    def __init__(self, spent: int, price: int, limit: int) -> None:
+        super().__init__(f"spent {spent} today across all users, price {price}, limit {limit}")
+        self.spent = spent
+        self.price = price
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -243,3 +269,51 @@ class CreditPolicy:
     start_balance: int = 100
     daily_grant: int = 20
     max_concurrent_jobs: int = 2
+    daily_spend_limit: int | None = None  # credits across all users per UTC day, net of refunds
+    new_account_min_days: float = 0.0  # younger Discord accounts get no welcome or daily grant yet
+
+    def grants_from(self, user_id: int) -> float:
+        """When the account is old enough for grants (unix seconds), from the creation time in its id.
+
+        The id comes from Discord, not from anything the user typed, so it cannot be faked.
+        """
+        return account_created_at(user_id) + self.new_account_min_days * 86400
+
+
+DISCORD_EPOCH_MS = 1_420_070_400_000
+
+
+def account_created_at(user_id: int) -> float:
+    """A Discord snowflake's creation time in unix seconds: `(id >> 22) + 1420070400000` ms."""
+    return ((user_id >> 22) + DISCORD_EPOCH_MS) / 1000
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """A guild manager's rules for their guild; the defaults mean "no restriction"."""
+
+    guild_id: int
+    allowed_channels: frozenset[int] = frozenset()  # empty = every channel
+    sora_roles: frozenset[int] = frozenset()  # empty = every member may use Sora
+    member_daily_cap: int | None = None  # credits per member per UTC day in this guild
+    member_concurrency: int | None = None  # active jobs per member in this guild
+
+    def channel_allowed(self, *channel_ids: int | None) -> bool:
+        """True when no channel list is set, or one of the ids (a thread and its parent) is on it."""
+        return not self.allowed_channels or any(c in self.allowed_channels for c in channel_ids if c)
+
+    def may_use_sora(self, role_ids: set[int]) -> bool:
+        return not self.sora_roles or bool(self.sora_roles & role_ids)
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    """One audited change of a guild setting (append-only)."""
+
+    id: int
+    guild_id: int
+    actor_id: int
+    setting: str
+    old_value: str | None
+    new_value: str | None
+    created_at: float

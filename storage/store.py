@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from storage.database import Database, open_database
+from storage.guilds import GuildSettingsStore
 from storage.jobs import JobStore
 from storage.ledger import Ledger
 from storage.models import CreditPolicy
@@ -85,7 +86,7 @@ class KeyStore:
 
 
 class Store:
-    """Everything persistent: jobs, ledger, prices, keys."""
+    """Everything persistent: jobs, ledger, prices, keys, guild settings."""
 
     def __init__(self, path: Path | str, policy: CreditPolicy | None = None) -> None:
         self.policy = policy or CreditPolicy()
@@ -94,6 +95,7 @@ class Store:
         self.ledger = Ledger(self.db, self.policy)
         self.prices = PriceStore(self.db)
         self.keys = KeyStore(self.db)
+        self.guilds = GuildSettingsStore(self.db)
 
     @classmethod
     async def open(cls, path: Path | str, policy: CreditPolicy | None = None) -> Store:

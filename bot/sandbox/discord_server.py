@@ -172,6 +172,7 @@ class LoopbackDiscord:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.identified = asyncio.Event()
+        self.team_members: list[int] | None = None  # set: the application belongs to a team of these users
         # A default world: one guild with #general, three people (one of them an admin).
         self.admin = self.add_user("admin")
         self.alice = self.add_user("alice")
@@ -191,8 +192,10 @@ class LoopbackDiscord:
         return {"id": str(user_id), "username": name, "global_name": name, "discriminator": "0", "avatar": None,
                 "bot": bot, "public_flags": 0}
 
-    def add_user(self, name: str, *, dms_closed: bool = False) -> int:
-        user_id = self.new_id()
+    def add_user(self, name: str, *, dms_closed: bool = False, age_days: float = 365.0) -> int:
+        """A person whose account (the time in their id) is `age_days` old: bots judge new accounts by it."""
+        millis = int((self.clock() - age_days * 86400) * 1000) - DISCORD_EPOCH_MS
+        user_id = (millis << 22) | (next(self._counter) % (1 << 22))
         self.users[user_id] = self._user_payload(user_id, name)
         if dms_closed:
             self.dms_closed.add(user_id)
@@ -206,8 +209,15 @@ class LoopbackDiscord:
             "id": guild_id, "name": name, "owner_id": owner, "premium_tier": premium_tier,
             "bot_member": bot_member, "channels": [], "members": set(self.users) - {self.app_id},
             "admins": {owner}, "upload_limit": upload_limit, "admin_role": self.new_id(), "bot_role": self.new_id(),
+            "roles": {},  # extra roles: role id -> {"name", "members"}
         }
         return guild_id
+
+    def add_role(self, guild_id: int, name: str, members: set[int] | frozenset[int] = frozenset()) -> int:
+        """A plain role (no permissions) held by `members`; add it before the bot connects so its cache has it."""
+        role_id = self.new_id()
+        self.guilds[guild_id]["roles"][role_id] = {"name": name, "members": set(members)}
+        return role_id
 
     def add_channel(self, guild_id: int, name: str, *, bot_can_send: bool = True,
                     bot_can_attach: bool = True) -> int:
@@ -268,8 +278,14 @@ class LoopbackDiscord:
     def _member_payload(self, guild_id: int, user_id: int) -> dict[str, Any]:
         guild = self.guilds[guild_id]
         roles = [str(guild["admin_role"])] if user_id in guild["admins"] else []
+        roles += [str(role_id) for role_id, role in guild["roles"].items() if user_id in role["members"]]
         return {"user": self.users[user_id], "roles": roles, "joined_at": _iso(self.clock()), "deaf": False,
                 "mute": False, "flags": 0, "nick": None, "avatar": None, "pending": False}
+
+    def _extra_roles(self, guild_id: int) -> list[dict[str, Any]]:
+        return [{"id": str(role_id), "name": role["name"], "permissions": "0", "position": 1, "color": 0,
+                 "hoist": False, "managed": False, "mentionable": False, "flags": 0}
+                for role_id, role in self.guilds[guild_id]["roles"].items()]
 
     def _guild_payload(self, guild_id: int) -> dict[str, Any]:
         guild = self.guilds[guild_id]
@@ -285,7 +301,8 @@ class LoopbackDiscord:
         return {
             "id": str(guild_id), "name": guild["name"], "owner_id": str(guild["owner_id"]), "icon": None,
             "premium_tier": guild["premium_tier"], "features": [], "emojis": [], "stickers": [],
-            "roles": [everyone, admin_role, bot_role], "channels": [self.channel_payload(c) for c in guild["channels"]],
+            "roles": [everyone, admin_role, bot_role, *self._extra_roles(guild_id)],
+            "channels": [self.channel_payload(c) for c in guild["channels"]],
             "members": [*members, bot_member], "member_count": len(members) + 1, "unavailable": False,
             "large": False, "threads": [], "voice_states": [], "presences": [], "verification_level": 0,
             "default_message_notifications": 0, "explicit_content_filter": 0, "mfa_level": 0, "nsfw_level": 0,
@@ -594,6 +611,10 @@ class LoopbackDiscord:
                 member = self._member_payload(guild_id, value)
                 member.pop("user")
                 resolved.setdefault("members", {})[str(value)] = member | {"permissions": "0"}
+        elif option_type == 8 and guild_id is not None:
+            role = next((r for r in self._extra_roles(guild_id) if r["id"] == str(value)), None)
+            if role is not None:
+                resolved.setdefault("roles", {})[str(value)] = role
         elif option_type == 7 and value in self.channels:
             channel = self.channel_payload(value)
             resolved.setdefault("channels", {})[str(value)] = {
@@ -781,7 +802,16 @@ class LoopbackDiscord:
     async def _get_app(self, request: web.Request, body: Any, files: Any) -> Any:
         return {"id": str(self.app_id), "name": self.bot_user["username"], "icon": None, "description": "",
                 "bot_public": True, "bot_require_code_grant": False, "owner": self.users[self.admin],
-                "verify_key": "0" * 64, "team": None, "flags": 0, "summary": "", "rpc_origins": []}
+                "verify_key": "0" * 64, "team": self._team_payload(), "flags": 0, "summary": "", "rpc_origins": []}
+
+    def _team_payload(self) -> dict[str, Any] | None:
+        """With `team_members` set the app belongs to a team (the admin user is its owner), as Discord says."""
+        if self.team_members is None:
+            return None
+        team_id = str(self.app_id + 1)
+        return {"id": team_id, "name": "Sandbox Team", "icon": None, "owner_user_id": str(self.admin),
+                "members": [{"membership_state": 2, "team_id": team_id, "user": self.users[user_id],
+                             "role": "admin", "permissions": ["*"]} for user_id in self.team_members]}
 
     async def _get_gateway(self, request: web.Request, body: Any, files: Any) -> Any:
         return {"url": self.gateway_url.rstrip("/"), "shards": 1,

@@ -117,7 +117,7 @@ async def test_credits_and_admin_grants(harness: BotHarness) -> None:
     assert "**120** credits" in embed["description"] and "Kling 5 s: 10 credits" in str(embed["fields"])
     refused = await harness.invoke("/credits-grant", user=server.bob, channel=server.general,
                                    options={"user": server.bob, "amount": 1000})
-    assert "Only server managers" in harness.ephemeral_text(refused)
+    assert "Only the bot's operators" in harness.ephemeral_text(refused)
     granted = await harness.invoke("/credits-grant", user=server.admin, channel=server.general,
                                    options={"user": server.alice, "amount": 50, "reason": "contest prize"})
     assert "balance now 170" in harness.ephemeral_text(granted)
@@ -194,13 +194,3 @@ async def test_progress_edits_are_coalesced(harness: BotHarness) -> None:
     assert 1 <= len(edits) <= 3
     final = harness.response_message(ack)
     assert "Done" in json.dumps(final["embeds"]) and final["components"] == []
-
-
-@pytest.mark.settings(admin_guild_ids="42")
-async def test_admin_commands_only_in_the_configured_admin_guilds(harness: BotHarness) -> None:
-    """Credits are global: with ADMIN_GUILD_IDS set, a manager of another guild cannot mint them."""
-    server = harness.server
-    refused = await harness.invoke("/credits-grant", user=server.admin, channel=server.general,
-                                   options={"user": server.admin, "amount": 1000})
-    assert "Only server managers" in harness.ephemeral_text(refused)
-    assert harness.bot is not None and await harness.bot.store.ledger.balance(server.admin) == 120
