@@ -6,6 +6,7 @@ the bot to a server of their own manages that server, not the operator's money.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -40,9 +41,13 @@ class Credits(commands.Cog):
         balance = await self.bot.store.ledger.balance(user_id)
         today = await self.bot.store.ledger.granted_today(user_id)
         table = await current_prices(self.bot.settings, self.bot.store)
-        embed = discord.Embed(title="Your credits", colour=ui.KLING_COLOUR,
-                              description=f"**{balance}** credits · today's grant: {today} (daily: "
-                                          f"{self.bot.settings.daily_grant}, at 00:00 UTC)")
+        description = (f"**{balance}** credits · today's grant: {today} (daily: "
+                       f"{self.bot.settings.daily_grant}, at 00:00 UTC)")
+        grants_from = self.bot.store.policy.grants_from(user_id)
+        if grants_from > time.time():
+            description += (f"\nFree credits start once your Discord account is "
+                            f"{self.bot.settings.new_account_min_days:g} days old: <t:{int(grants_from)}:f>.")
+        embed = discord.Embed(title="Your credits", colour=ui.KLING_COLOUR, description=description)
         embed.add_field(name="Prices", value="\n".join(price_lines(table)), inline=False)
         entries = await self.bot.store.ledger.history(user_id, limit=8)
         if entries:
