@@ -39,7 +39,9 @@ def test_secrets_are_not_shown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("KLING_PROVIDER", "openai"), ("SORA_PROVIDER", "kling"), ("SIMULATED_SPEED", "0"), ("MAX_CONCURRENT_JOBS", "x")],
+    [("KLING_PROVIDER", "openai"), ("SORA_PROVIDER", "kling"), ("SIMULATED_SPEED", "0"), ("MAX_CONCURRENT_JOBS", "x"),
+     ("OWNER_IDS", "123,@alice"), ("OWNER_IDS", "-5"), ("DAILY_SPEND_LIMIT", "-1"), ("DAILY_SPEND_LIMIT", "lots"),
+     ("NEW_ACCOUNT_MIN_DAYS", "-1")],
 )
 def test_bad_setting_is_one_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str
@@ -66,3 +68,16 @@ def test_bad_database_url_is_not_echoed(monkeypatch: pytest.MonkeyPatch, tmp_pat
         Settings()
     line = describe_validation_error(raised.value)
     assert line.startswith("Invalid setting DATABASE_URL: must be a postgresql:// URL") and "hunter2" not in line
+
+
+def test_operator_and_guard_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    defaults = Settings()
+    assert defaults.owner_id_set() == set() and defaults.daily_spend_limit is None
+    assert defaults.new_account_min_days == 7 and defaults.retired_settings() == []
+    (tmp_path / ".env").write_text("OWNER_IDS= 12, 34 ,\nDAILY_SPEND_LIMIT=\nADMIN_GUILD_IDS=1,2\nADMIN_ROLE_ID=x\n")
+    settings = Settings()
+    assert settings.owner_id_set() == {12, 34} and settings.daily_spend_limit is None
+    assert settings.retired_settings() == ["ADMIN_GUILD_IDS", "ADMIN_ROLE_ID"]  # ignored, never fatal
+    monkeypatch.setenv("DAILY_SPEND_LIMIT", "500")
+    assert Settings().daily_spend_limit == 500
