@@ -85,8 +85,12 @@ class Video(commands.Cog):
             return
         except ConcurrencyLimit as cap:
             where = " in this server" if cap.guild else ""
-            await refuse(interaction, f"You already have {cap.active} video(s) rendering{where} (limit {cap.cap}). "
-                                      "Wait for one to finish, or stop one with `/job cancel`.")
+            if cap.active < cap.cap:  # e.g. /compare needs two slots
+                await refuse(interaction, f"This starts {len(requests)} videos at once but the limit{where} is "
+                                          f"{cap.cap} (you have {cap.active} rendering).")
+            else:
+                await refuse(interaction, f"You already have {cap.active} video(s) rendering{where} (limit "
+                                          f"{cap.cap}). Wait for one to finish, or stop one with `/job cancel`.")
             return
         except MemberDailyCap as cap:
             await refuse(interaction, f"This server's managers cap spending at {cap.cap} credits per member per "

@@ -109,6 +109,9 @@ async def test_the_application_owner_is_an_operator_anywhere(harness: BotHarness
     priced = await harness.invoke("/credits-set-price", user=server.admin, channel=world.bob_channel,
                                   option="kling_per_second", credits=3)
     assert "Kling 5 s: 15 credits" in text(harness, priced)
+    in_dm = await harness.invoke("/credits-grant", user=server.admin, channel=server.dm_channel(server.admin),
+                                 options={"user": server.bob, "amount": -50})
+    assert "Removed 50 credits" in text(harness, in_dm) and await balance(harness, server.bob) == 100
     with caplog.at_level(logging.INFO, logger="bot.client"):
         await harness.restart()
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("operators")]
@@ -287,6 +290,8 @@ async def test_the_per_member_concurrency_cap_holds_under_a_race(harness: BotHar
     assert len(refusals) == 2
     assert all("rendering in this server (limit 1)" in text(harness, i) for i in refusals)
     assert await balance(harness, server.alice) == 110
+    pair = await harness.invoke("/compare", user=server.bob, channel=server.general, prompt="Two at once.")
+    assert "starts 2 videos at once but the limit in this server is 1" in text(harness, pair)
     await harness.job_settled(job_id)
     await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="After.")
     assert len(await job_ids(harness, server.alice)) == 2
