@@ -232,9 +232,10 @@ async def test_a_channel_not_allowed_refuses_video_commands_and_charges_nothing(
     rerun = await harness.click(result, f"job:{job_id}:rerun", user=server.alice)
     assert f"only in <#{server.general}>" in text(harness, rerun)
     assert await job_ids(harness, server.alice) == [job_id]
-    # outside the guild (a DM with the bot) the guild's settings do not apply
+    # outside the guild's installation (a DM with the bot, the user-installed app) its settings do not apply
     await harness.invoke("/kling", user=server.alice, channel=server.dm_channel(server.alice), prompt="DM.")
-    assert len(await job_ids(harness, server.alice)) == 2
+    await harness.invoke("/kling", user=server.alice, channel=world.videos, context="user_install", prompt="App.")
+    assert len(await job_ids(harness, server.alice)) == 3
 
 
 async def test_a_member_without_a_sora_role_may_kling_but_not_sora(harness: BotHarness, world: World) -> None:
