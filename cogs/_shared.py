@@ -66,9 +66,9 @@ async def cancel_and_reply(interaction: discord.Interaction, service: VideoServi
 
 def is_manager(interaction: discord.Interaction) -> bool:
     """Manage Server in this guild, where the bot is installed (a user install grants no say over the guild)."""
-    member = interaction.user
+    member, perms = interaction.user, interaction.permissions
     return (isinstance(member, discord.Member) and interaction.guild_id is not None
-            and interaction.is_guild_integration() and interaction.permissions.manage_guild)
+            and interaction.is_guild_integration() and (perms.manage_guild or perms.administrator))
 
 
 def rules_guild(interaction: discord.Interaction) -> int | None:
