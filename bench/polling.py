@@ -83,7 +83,7 @@ async def run(policy: str) -> tuple[float, float, float]:
     provider = TimedProvider(seed=42)
     notes = Notes(provider)
     poller = Poller(store, ProviderRegistry(settings, instances={"timed": provider}), settings, notifier=notes,
-                    secrets=SecretBox("b"), owner=policy,
+                    secrets=SecretBox("b" * 32), owner=policy,
                     poll_delay=next_poll_delay if policy == "adaptive" else fixed_ten_seconds)
     rng = random.Random(1)
     for n in range(JOBS):

@@ -60,7 +60,7 @@ async def main() -> None:
     claim_none = await timed(lambda: store.jobs.claim_due("x", lease_seconds=60, limit=16))
     naive = await timed(lambda: naive_due_scan(store))
     settings = Settings(database_path=folder / "db.sqlite3", video_dir=folder / "v")
-    poller = Poller(store, ProviderRegistry(settings), settings, notifier=None, secrets=SecretBox("b"))  # type: ignore[arg-type]
+    poller = Poller(store, ProviderRegistry(settings), settings, notifier=None, secrets=SecretBox("b" * 32))  # type: ignore[arg-type]
     rss_before = rss_kib(os.getpid())
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     poller.start()

@@ -10,6 +10,7 @@ import discord
 
 from bot.client import ShardedVideoBot, VideoBot
 from bot.config import Settings
+from bot.crypto import SecretKeyError
 from bot.logs import setup_logging
 from bot.sandbox.discord_server import point_discord_py_at
 
@@ -56,6 +57,9 @@ def run(settings: Settings) -> int:
             asyncio.run(run_bot(settings))
     except KeyboardInterrupt:
         return 0
+    except SecretKeyError as error:  # one line, never the key itself
+        print(f"Cannot start: {error}", file=sys.stderr)
+        return 2
     except discord.LoginFailure:
         print("Discord rejected DISCORD_TOKEN: check the bot token in .env.", file=sys.stderr)
         return 2

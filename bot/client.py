@@ -66,12 +66,13 @@ class VideoBot(commands.Bot):
         for name in settings.retired_settings():
             log.warning("%s is set but no longer used: bot operators are OWNER_IDS plus the application's owner "
                         "or team (they grant credits and set prices); server managers use /settings", name)
+        # The key first: a bad one stops the start before anything (a database, threads) is opened.
+        self.secrets = SecretBox.from_settings(settings.secret_key, settings.database_path.parent / "secret.key")
         policy = CreditPolicy(start_balance=settings.start_balance, daily_grant=settings.daily_grant,
                               max_concurrent_jobs=settings.max_concurrent_jobs,
                               daily_spend_limit=settings.daily_spend_limit,
                               new_account_min_days=settings.new_account_min_days)
         self.store = await Store.open(settings.database_location, policy)
-        self.secrets = SecretBox.from_settings(settings.secret_key, settings.database_path.parent / "secret.key")
         self.providers = self._providers or ProviderRegistry(settings)
         self.delivery = Delivery(self, self.store, settings, self.secrets, clock=self.clock)
         self.poller = Poller(self.store, self.providers, settings, notifier=self.delivery, secrets=self.secrets,

@@ -7,10 +7,14 @@ later in a way users see first.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
+import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KlingProvider = Literal["simulated", "replicate", "kling"]
@@ -46,6 +50,7 @@ class Settings(BaseSettings):
     video_dir: Path = Path("data/videos")
     keep_videos_hours: float = Field(default=24.0, ge=0)
     public_base_url: str | None = None
+    video_link_hours: float = Field(default=72.0, gt=0, le=24 * 365)  # how long a posted video link works
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
 
@@ -128,6 +133,43 @@ class Settings(BaseSettings):
             raise ValueError(f"must be comma-separated Discord user ids; not an id: {bad[0]!r}")
         return ",".join(parts)
 
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        """A short key is guessable; 32 bytes is what `secrets.token_urlsafe(32)` gives (or longer)."""
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes long (e.g. `python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(48))'`)")
+        return value
+
+    @field_validator("replicate_webhook_secret", mode="before")
+    @classmethod
+    def _whsec(cls, value: object) -> object:
+        """Refuse a secret that is not base64 at start: the library would otherwise decode junk into some key."""
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            raw = value.strip().removeprefix("whsec_")
+            if not raw:
+                return None
+            try:
+                key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("must be the whsec_… value from Replicate (base64)") from None
+            if not key:
+                raise ValueError("must be the whsec_… value from Replicate (base64)")
+            return value.strip()
+        return value
+
+    @field_validator("bot_role")
+    @classmethod
+    def _split_roles_need_postgres(cls, value: str, info: ValidationInfo) -> str:
+        """On SQLite the gateway's wake-ups (PostgreSQL NOTIFY) cannot reach a worker: jobs would stall."""
+        if value != "all" and not info.data.get("database_url"):
+            raise ValueError(f"{value} needs DATABASE_URL (PostgreSQL): on SQLite a gateway's new jobs "
+                             "cannot wake a worker; use BOT_ROLE=all")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: str | None) -> str | None:
@@ -163,6 +205,11 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+
+def default_worker_id() -> str:
+    """host:pid, so two processes on one host (or a restart before the old lease ends) never share leases."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def describe_validation_error(error: ValidationError) -> str:

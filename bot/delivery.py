@@ -22,6 +22,7 @@ from bot import ui
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.faults import crash_point
+from bot.links import VideoLinks
 from bot.poller import Delivered, DeliveryRetry
 from bot.providers.base import StatusResult
 from bot.requests import request_from_json
@@ -60,6 +61,8 @@ class Delivery:
         self.settings = settings
         self.secrets = secrets
         self.clock = clock
+        self.links = VideoLinks(secrets.subkey("video-links"), settings.public_base_url, settings.video_link_hours,
+                                clock)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -74,9 +77,9 @@ class Delivery:
         return discord.Webhook.partial(job.application_id, token, client=self.client)
 
     def public_link(self, job: Job) -> str | None:
-        """A link that outlives the provider's expiring URL when PUBLIC_BASE_URL is set."""
+        """A signed link valid for VIDEO_LINK_HOURS when PUBLIC_BASE_URL is set (fresh on every call)."""
         if self.settings.public_base_url and job.result_path:
-            return f"{self.settings.public_base_url.rstrip('/')}/videos/{Path(job.result_path).name}"
+            return self.links.url(job.id)
         return job.result_url
 
     async def _channel(self, job: Job) -> discord.abc.Messageable | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import httpx
 from pydantic import SecretStr
 
 from bot import images, retention
-from bot.config import Settings
+from bot.config import Settings, default_worker_id
 from bot.crypto import SecretBox
 from bot.faults import crash_point
 from bot.providers.base import ErrorKind, JobContext, ProviderError, ProviderState, StatusResult, VideoProvider
@@ -122,7 +121,7 @@ class Poller:
         self.notifier = notifier
         self.secrets = secrets
         self.clock = clock
-        self.owner = owner or settings.worker_id or socket.gethostname()
+        self.owner = owner or settings.worker_id or default_worker_id()
         self.scale = settings.poll_time_scale
         self.poll_delay = poll_delay  # benchmarks swap in fixed-interval polling as the baseline
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(20.0), limits=httpx.Limits(max_connections=10))

@@ -1,8 +1,9 @@
 """The bot's own small HTTP server, on when PUBLIC_BASE_URL is set.
 
-It serves stored videos (the links posted for files over Discord's upload limit) and receives
-provider callbacks. A callback is only a wake-up: it makes the job due now and wakes the poller,
-which then asks the provider itself (polling stays the source of truth).
+It serves stored videos under signed, expiring names (bot/links.py) and receives provider
+callbacks. A callback is only a wake-up: it makes the job due now and wakes the poller, which then
+asks the provider itself (polling stays the source of truth). The server faces the internet, so
+every malformed request is answered 4xx with one INFO line, never a 500 with a traceback.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import hmac
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from bot.providers.kling import callback_token
-from bot.providers.webhooks import WebhookError, verify
+from bot.providers.webhooks import ReplayGuard, WebhookError, verify
 from storage import JobState
 
 if TYPE_CHECKING:
@@ -24,12 +26,54 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SERVABLE = frozenset({JobState.DOWNLOADED, JobState.DELIVERED, JobState.UNDELIVERED})
+VIDEO_HEADERS = {
+    "Content-Type": "video/mp4",
+    "Cache-Control": "private, max-age=3600",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def serve_video(bot: VideoBot, name: str) -> web.StreamResponse:
+    """Answer a `/videos/<name>` request: 404 unless `name` is a live signed link to a job's existing result.
+
+    The file is found from the job row, never from the requested name, so no encoding of a path can
+    reach another file; a canceled or failed job's file is never served even if it lingered on disk.
+    """
+    job_id = bot.delivery.links.job_id(name)
+    if job_id is None:
+        raise web.HTTPNotFound
+    job = await bot.store.jobs.get(job_id)
+    if job is None or job.state not in SERVABLE or not job.result_path:
+        raise web.HTTPNotFound
+    root = bot.settings.video_dir.resolve()
+    path = Path(job.result_path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise web.HTTPNotFound
+    return web.FileResponse(path, headers=VIDEO_HEADERS)
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None for anything else (invalid, a list, absurdly nested)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _refuse(route: str, status: int, reason: str) -> web.Response:
+    log.info("%s callback refused (%d): %s", route, status, reason)
+    return web.json_response({"error": reason}, status=status)
+
 
 class WebServer:
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.replays = ReplayGuard()
 
     async def start(self) -> None:
         app = web.Application(client_max_size=1024 * 1024)
@@ -46,11 +90,7 @@ class WebServer:
             await self._runner.cleanup()
 
     async def video(self, request: web.Request) -> web.StreamResponse:
-        root = self.bot.settings.video_dir.resolve()
-        path = (root / request.match_info["name"]).resolve()
-        if not path.is_relative_to(root) or path.suffix != ".mp4" or not path.is_file():
-            raise web.HTTPNotFound
-        return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
+        return await serve_video(self.bot, request.match_info["name"])
 
     async def _wake(self, provider: str, provider_job_ids: list[str]) -> bool:
         for provider_job_id in provider_job_ids:
@@ -63,27 +103,37 @@ class WebServer:
 
     async def replicate(self, request: web.Request) -> web.Response:
         secret = self.bot.settings.replicate_webhook_secret
-        body = await request.read()
         if secret is None:
-            return web.json_response({"error": "webhooks are not configured"}, status=404)
+            raise web.HTTPNotFound
+        body = await request.read()
         try:
-            verify(secret.get_secret_value(), request.headers, body)
-            prediction = json.loads(body)
+            message_id = verify(secret.get_secret_value(), request.headers, body)
         except WebhookError as error:
-            log.warning("replicate webhook refused: %s", error)
-            return web.json_response({"error": "invalid signature"}, status=401)
-        except ValueError:
-            return web.json_response({"error": "invalid body"}, status=400)
-        woke = await self._wake("replicate", [str(prediction.get("id", ""))])
+            return _refuse("replicate", 401, str(error))
+        prediction = _json_object(body)
+        if prediction is None:
+            return _refuse("replicate", 400, "body is not a JSON object")
+        prediction_id = prediction.get("id")
+        if not isinstance(prediction_id, str) or not prediction_id:
+            return _refuse("replicate", 400, "no prediction id")
+        if not self.replays.first_time(message_id):
+            log.info("replicate callback %s replayed; ignored", message_id[:64])
+            return web.json_response({"ok": True, "woke": False, "replayed": True})
+        woke = await self._wake("replicate", [prediction_id])
         return web.json_response({"ok": True, "woke": woke})
 
     async def kling(self, request: web.Request) -> web.Response:
-        if not hmac.compare_digest(request.query.get("token", ""), callback_token(self.bot.settings)):
-            return web.json_response({"error": "invalid token"}, status=401)
-        try:
-            data = json.loads(await request.read())
-        except ValueError:
-            return web.json_response({"error": "invalid body"}, status=400)
-        task_id = str(data.get("task_id") or (data.get("data") or {}).get("task_id") or "")
+        if self.bot.settings.kling_secret_key is None:
+            raise web.HTTPNotFound  # callbacks are only configured with Kling's own keys
+        given = request.query.get("token", "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, callback_token(self.bot.settings).encode()):
+            return _refuse("kling", 401, "invalid token")
+        data = _json_object(await request.read())
+        if data is None:
+            return _refuse("kling", 400, "body is not a JSON object")
+        inner = data.get("data")
+        task_id = data.get("task_id") or (inner.get("task_id") if isinstance(inner, dict) else None)
+        if not isinstance(task_id, str | int) or isinstance(task_id, bool) or not str(task_id):
+            return _refuse("kling", 400, "no task id")
         woke = await self._wake("kling", [f"text2video:{task_id}", f"image2video:{task_id}"])
         return web.json_response({"ok": True, "woke": woke})

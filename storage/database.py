@@ -12,7 +12,9 @@ committed state without waiting for writers. PostgreSQL: an asyncpg pool; row lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import os
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -118,8 +120,12 @@ class SQLiteDatabase:
         return conn
 
     async def connect(self) -> None:
-        """Open the file (creating its folder), apply pending migrations."""
+        """Open the file (creating its folder, and the file owner-only), apply pending migrations."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            # Created 0600 before SQLite sees it: it holds encrypted keys, tokens and every user's history,
+            # and SQLite gives its -wal and -shm files the same mode as the database file.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._writer = await self._open()
         try:
             await self.migrate()

@@ -73,7 +73,7 @@ async def main() -> None:
     store = await Store.open(url, CreditPolicy(max_concurrent_jobs=10**6))
     provider = InstantProvider(logs / f"{name}.submits", crash_after)
     poller = Poller(store, ProviderRegistry(settings, instances={"instant": provider}), settings,
-                    notifier=LogNotifier(logs / f"{name}.deliveries"), secrets=SecretBox("w"), owner=name)
+                    notifier=LogNotifier(logs / f"{name}.deliveries"), secrets=SecretBox("w" * 32), owner=name)
     await store.on_new_jobs(poller.wake)
     poller.start()
     while True:

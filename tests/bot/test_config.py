@@ -41,7 +41,7 @@ def test_secrets_are_not_shown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     ("variable", "value"),
     [("KLING_PROVIDER", "openai"), ("SORA_PROVIDER", "kling"), ("SIMULATED_SPEED", "0"), ("MAX_CONCURRENT_JOBS", "x"),
      ("OWNER_IDS", "123,@alice"), ("OWNER_IDS", "-5"), ("DAILY_SPEND_LIMIT", "-1"), ("DAILY_SPEND_LIMIT", "lots"),
-     ("NEW_ACCOUNT_MIN_DAYS", "-1")],
+     ("NEW_ACCOUNT_MIN_DAYS", "-1"), ("VIDEO_LINK_HOURS", "0"), ("BOT_ROLE", "worker"), ("BOT_ROLE", "gateway")],
 )
 def test_bad_setting_is_one_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str
@@ -81,3 +81,53 @@ def test_operator_and_guard_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert settings.retired_settings() == ["ADMIN_GUILD_IDS", "ADMIN_ROLE_ID"]  # ignored, never fatal
     monkeypatch.setenv("DAILY_SPEND_LIMIT", "500")
     assert Settings().daily_spend_limit == 500
+
+def test_split_roles_need_postgres(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The gateway's wake-ups reach workers only through PostgreSQL NOTIFY."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BOT_ROLE", "worker")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert "DATABASE_URL" in describe_validation_error(raised.value)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bot@db/bot")
+    assert Settings().bot_role == "worker"
+
+
+@pytest.mark.parametrize("value", ["", "short", "x" * 31])
+def test_short_secret_key_is_refused_without_echo(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SECRET_KEY", value)
+    if not value:
+        assert Settings().secret_key is None  # blank = unset: a key file is created instead
+        return
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    line = describe_validation_error(raised.value)
+    assert line.startswith("Invalid setting SECRET_KEY: must be at least 32 bytes") and value not in line
+    monkeypatch.setenv("SECRET_KEY", "x" * 32)
+    assert Settings().secret_key is not None
+
+
+@pytest.mark.parametrize("value", ["whsec_***not-base64***", "whsec_%%%%", "not base64 at all!"])
+def test_unusable_webhook_secret_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPLICATE_WEBHOOK_SECRET", value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    line = describe_validation_error(raised.value)
+    assert line.startswith("Invalid setting REPLICATE_WEBHOOK_SECRET:") and value not in line
+
+
+def test_unpadded_webhook_secret_is_accepted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPLICATE_WEBHOOK_SECRET", "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZQ")
+    assert Settings().replicate_webhook_secret is not None
+
+
+def test_default_worker_id_is_host_and_pid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import os
+    import socket
+
+    from bot.config import default_worker_id
+
+    assert default_worker_id() == f"{socket.gethostname()}:{os.getpid()}"

@@ -97,7 +97,7 @@ def parts(store: Store, tmp_path: Path):  # type: ignore[no-untyped-def]
     registry = ProviderRegistry(settings, instances={"scripted": provider})
     notifier = RecordingNotifier()
     clock = Clock()
-    poller = Poller(store, registry, settings, notifier=notifier, secrets=SecretBox("k"), clock=clock, owner="w1")
+    poller = Poller(store, registry, settings, notifier=notifier, secrets=SecretBox("k" * 32), clock=clock, owner="w1")
     return poller, provider, notifier, clock
 
 
@@ -284,7 +284,7 @@ async def test_loop_runs_jobs_concurrently_and_survives_a_crashing_step(
 
     provider.status = flaky_status  # type: ignore[method-assign]
     poller = Poller(store, ProviderRegistry(settings, instances={"scripted": provider}), settings,
-                    notifier=notifier, secrets=SecretBox("k"), owner="loop")
+                    notifier=notifier, secrets=SecretBox("k" * 32), owner="loop")
     ids = [await make_job(store, Clock(__import__("time").time()), price=1) for _ in range(2)]
     poller.start()
     try:
@@ -304,7 +304,7 @@ async def test_unwritable_video_dir_fails_cleanly_with_a_refund(store: Store, tm
     notifier = RecordingNotifier()
     clock = Clock()
     poller = Poller(store, ProviderRegistry(settings, instances={"scripted": provider}), settings,
-                    notifier=notifier, secrets=SecretBox("k"), clock=clock, owner="w1")
+                    notifier=notifier, secrets=SecretBox("k" * 32), clock=clock, owner="w1")
     job_id = await make_job(store, clock)
     await step(poller, clock)
     clock.now += 1000

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from bot.crypto import SecretBox
+from bot.crypto import SecretBox, SecretKeyError
 from bot.logs import RedactingFilter
 
 
 def test_round_trip_and_wrong_key(tmp_path: Path) -> None:
-    box = SecretBox("one")
+    box = SecretBox("one" * 11)
     token = box.encrypt("sk-live-123456789")
     assert b"sk-live" not in token
     assert box.decrypt(token) == "sk-live-123456789"
     with pytest.raises(ValueError, match="SECRET_KEY") as raised:
-        SecretBox("two").decrypt(token)
+        SecretBox("two" * 11).decrypt(token)
     assert "sk-live" not in str(raised.value)
 
 
@@ -28,7 +31,7 @@ def test_generated_key_file_is_private_and_stable(tmp_path: Path) -> None:
     assert key_file.stat().st_mode & 0o077 == 0
     second = SecretBox.from_settings(None, key_file)
     assert second.decrypt(first.encrypt("x")) == "x"
-    configured = SecretBox.from_settings(SecretStr("configured"), key_file)
+    configured = SecretBox.from_settings(SecretStr("configured" * 4), key_file)
     with pytest.raises(ValueError):
         configured.decrypt(first.encrypt("x"))
 
@@ -51,3 +54,54 @@ def test_redaction_of_known_values_and_token_shapes(caplog: pytest.LogCaptureFix
                    "sk-proj-zzz"):
         assert secret not in text
     assert text.count("[redacted]") >= 5
+
+
+@pytest.mark.parametrize("content", ["", "\n", "short-key", "x" * 31])
+def test_empty_or_short_key_file_is_refused(tmp_path: Path, content: str) -> None:
+    key_file = tmp_path / "secret.key"
+    key_file.write_text(content)
+    key_file.chmod(0o600)
+    with pytest.raises(SecretKeyError) as raised:
+        SecretBox.from_settings(None, key_file)
+    assert str(key_file) in str(raised.value) and "\n" not in str(raised.value)
+    assert key_file.read_text() == content  # never overwritten: data may be encrypted with it
+
+
+def test_key_file_is_created_atomically_and_never_replaced(tmp_path: Path) -> None:
+    key_file = tmp_path / "data" / "secret.key"
+    SecretBox.from_settings(None, key_file)
+    material = key_file.read_text()
+    assert len(material.encode()) >= 32
+    assert os.listdir(key_file.parent) == ["secret.key"]  # no temporary file left behind
+    from bot.crypto import _create_key_file
+
+    _create_key_file(key_file)  # a second process racing the first: the first key stays
+    assert key_file.read_text() == material and os.listdir(key_file.parent) == ["secret.key"]
+
+
+def test_wide_key_file_mode_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key_file = tmp_path / "secret.key"
+    key_file.write_text("k" * 40)
+    key_file.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="bot.crypto"):
+        SecretBox.from_settings(None, key_file)
+    assert any("644" in r.getMessage() and "chmod 600" in r.getMessage() for r in caplog.records)
+    assert "k" * 40 not in caplog.text
+    caplog.clear()
+    key_file.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="bot.crypto"):
+        SecretBox.from_settings(None, key_file)
+    assert not caplog.records
+
+
+def test_bot_refuses_to_start_with_a_short_key_file(tmp_path: Path) -> None:
+    """`python -m bot` (the sandbox, no token) stops with one line naming the file, and exit code 2."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "secret.key").write_text("")
+    env = {**os.environ, "DATABASE_PATH": str(tmp_path / "data" / "bot.sqlite3"), "VIDEO_DIR": str(tmp_path / "v"),
+           "SANDBOX_PORT": "0", "DISCORD_TOKEN": "", "SECRET_KEY": "", "LOG_LEVEL": "ERROR"}
+    done = subprocess.run([sys.executable, "-m", "bot"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Cannot start:") and "secret.key" in lines[0]

@@ -59,7 +59,7 @@ def e2e_settings(tmp_path: Path, server: LoopbackDiscord, **overrides: Any) -> S
         "simulated_fps": 2,
         "reference_image_hosts": "127.0.0.1",
         "reference_image_allow_private": True,
-        "secret_key": "e2e-secret",
+        "secret_key": "e2e-secret-" + "x" * 32,
     }
     values.update(overrides)
     return Settings(**values)

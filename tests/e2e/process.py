@@ -32,7 +32,7 @@ class BotProcess:
         env.update({
             "DISCORD_TOKEN": "loopback-process", "DISCORD_API_BASE": self.server.api_base,
             "DISCORD_GATEWAY_URL": self.server.gateway_url, "DATABASE_PATH": str(self.data / "bot.sqlite3"),
-            "VIDEO_DIR": str(self.data / "videos"), "SECRET_KEY": "loopback-secret", "LOG_LEVEL": "WARNING",
+            "VIDEO_DIR": str(self.data / "videos"), "SECRET_KEY": "loopback-secret-" + "x" * 32, "LOG_LEVEL": "WARNING",
         })
         env.update(self.env)
         env.update(extra)

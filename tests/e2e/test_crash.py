@@ -32,7 +32,7 @@ def report() -> AsyncIterator[None]:
 async def test_kill_and_restart_loses_and_duplicates_nothing(server: LoopbackDiscord, tmp_path: Path,
                                                              point: str) -> None:
     bot = BotProcess(server, tmp_path, DISCORD_TOKEN="crash-test-discord-token", SIMULATED_SPEED="0.002",
-                     SIMULATED_FPS="2", SECRET_KEY="crash-secret-key", WORKER_ID="crash-worker", LOG_LEVEL="DEBUG")
+                     SIMULATED_FPS="2", SECRET_KEY="crash-secret-key-" + "x" * 32, WORKER_ID="crash-worker", LOG_LEVEL="DEBUG")
     prompt = "Crash test [fail:content_policy]" if point == "during_refund" else "Crash test"
     await bot.start(BOT_CRASH_AT=point)
     interaction = await server.invoke("/kling", user=server.alice, channel=server.general, options={"prompt": prompt})

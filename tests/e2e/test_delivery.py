@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from storage import JobState
@@ -75,7 +77,7 @@ async def test_video_over_the_upload_limit_is_posted_as_a_link(harness: BotHarne
     [job_id] = await job_ids(harness, server.alice)
     result = await harness.wait_for_message(room, is_result(job_id))
     assert video_attachments(result) == []
-    assert f"https://videos.example.test/videos/job{job_id}.mp4" in result["content"]
+    assert re.search(rf"https://videos\.example\.test/videos/job{job_id}-\d+-[\w-]{{22}}\.mp4", result["content"])
     posts = [r for r in server.requests if r.method == "POST" and r.path == f"/channels/{room}/messages"]
     assert [p.files for p in posts] == [[f"kling-job{job_id}.mp4"], []]  # the attachment got 413, then a link
     job = await harness.wait_job(job_id, JobState.DELIVERED)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 def process(server: LoopbackDiscord, url: str, data: Path, role: str, name: str) -> BotProcess:
     return BotProcess(server, data, name=name, DATABASE_URL=url, DATABASE_PATH=str(data / name / "unused.sqlite3"),
-                      SECRET_KEY="shared-secret", BOT_ROLE=role, WORKER_ID=name, SIMULATED_SPEED="0.002",
+                      SECRET_KEY="shared-secret-" + "x" * 32, BOT_ROLE=role, WORKER_ID=name, SIMULATED_SPEED="0.002",
                       SIMULATED_FPS="2", MAX_CONCURRENT_JOBS="10")
 
 

@@ -75,3 +75,21 @@ async def test_failed_transaction_rolls_back(db_path: Path) -> None:
 def test_bundled_migrations_are_numbered_without_gaps() -> None:
     versions = [version for version, _, _ in load_migrations()]
     assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_new_database_and_its_wal_files_are_owner_only(tmp_path: Path) -> None:
+    """The file holds encrypted keys, tokens and every user's history: 0600 even under a permissive umask."""
+    import os
+    import stat
+
+    path = tmp_path / "fresh" / "bot.sqlite3"
+    old = os.umask(0o022)
+    try:
+        store = await Store.open(path)
+        await store.ledger.balance(7)  # a write, so the WAL and SHM files exist
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+        await store.close()
+    finally:
+        os.umask(old)
+    assert {"bot.sqlite3", "bot.sqlite3-wal", "bot.sqlite3-shm"} <= set(modes)
+    assert all(mode == 0o600 for mode in modes.values()), modes
