@@ -1,6 +1,6 @@
 """Kling's official API (api-singapore.klingai.com): JWT auth, text2video / image2video.
 
-Facts from PROVIDERS.md: HS256 JWT with iss/exp/nbf, refreshed before expiry; `duration` is a
+Facts from PROVIDERS.md: HS256 JWT with iss/exp/nbf (signed with PyJWT), refreshed before expiry; `duration` is a
 string; every answer carries an envelope `code` (0 = success) that is checked even on HTTP 200;
 `external_task_id` is our job id so a retried submit finds the task it already created.
 
@@ -21,7 +21,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 
 from bot.config import Settings
 from bot.providers.base import (
@@ -66,17 +66,10 @@ STATES = {
 DUPLICATE_WORDS = ("external_task_id", "external task id", "duplicate", "already exist")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def make_jwt(access_key: str, secret_key: str, now: float) -> str:
-    """HS256 JWT as Kling documents it (standard library only)."""
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    claims = _b64(json.dumps({"iss": access_key, "exp": int(now) + TOKEN_LIFETIME, "nbf": int(now) - 5},
-                             separators=(",", ":")).encode())
-    signature = hmac.new(secret_key.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
-    return f"{header}.{claims}.{_b64(signature)}"
+    """HS256 JWT as Kling documents it (iss = access key, exp, nbf five seconds back for clock skew)."""
+    claims = {"iss": access_key, "exp": int(now) + TOKEN_LIFETIME, "nbf": int(now) - 5}
+    return jwt.encode(claims, secret_key, algorithm="HS256", headers={"typ": "JWT"})
 
 
 def callback_token(settings: Settings) -> str:

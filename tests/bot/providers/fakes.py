@@ -40,7 +40,7 @@ VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42" + b"fake-video-payload" * 64
 REPLICATE_TOKEN = "r8_testtoken1234567890"
 OPENAI_KEY = "sk-operator-0123456789abcdef"
 KLING_ACCESS = "kling-access-key"
-KLING_SECRET = "kling-secret-key-0123456789"
+KLING_SECRET = "kling-secret-key-0123456789abcdef"  # Kling issues 32-character keys
 REPLICATE_MODELS = {"kwaivgi/kling-v2.0", "openai/sora-2", "openai/sora-2-pro"}
 OPENAI_SIZES = {"720x1280", "1280x720", "1024x1792", "1792x1024"}
 
