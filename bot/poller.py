@@ -257,7 +257,7 @@ class Poller:
             hosts = {h.strip().lower() for h in self.settings.reference_image_hosts.split(",") if h.strip()}
             await images.check_url(url, hosts, allow_private=self.settings.reference_image_allow_private)
             data = await images.download(url, client=self._http, max_bytes=self.settings.reference_image_max_bytes)
-        return await asyncio.to_thread(images.fit_image, data, request.size, dest)
+        return await images.fit_image_async(data, request.size, dest)
 
     async def _submit(self, job: Job, request: AnyRequest, provider: VideoProvider) -> None:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -45,11 +46,34 @@ class PriceTable(BaseModel):
     sora_high_per_second: int = Field(default=10, ge=0)
 
 
+DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+# Letters that render as nothing (Hangul fillers, the blank braille pattern): a prompt of only these is empty.
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def clean_text(value: str) -> str:
+    """Drop control (Cc), format (Cf) and lone surrogate (Cs) characters, then strip.
+
+    Zero-width and bidi-override characters are invisible in a card yet reach the provider (and
+    let a "blank" prompt be charged); lone surrogates cannot even be sent as UTF-8. Ordinary line
+    breaks stay: detailed Sora prompts are written in paragraphs and newlines are harmless to the
+    providers and to our cards, which escape everything (`ui.quote`). CR and CRLF become LF, a tab
+    a space (so no words run together).
+    """
+    text = value.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    text = "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) not in DROPPED_CATEGORIES)
+    return text.strip()
+
+
+def is_blank(text: str) -> bool:
+    return all(ch.isspace() or ch in BLANK_LETTERS for ch in text)
+
+
 def _clean_prompt(value: Any, limit: int, label: str) -> str:
     if not isinstance(value, str):
         raise PydanticCustomError("prompt_type", "The prompt must be text.")
-    text = value.strip()
-    if not text:
+    text = clean_text(value)
+    if is_blank(text):
         raise PydanticCustomError("prompt_empty", "Write a prompt describing the video.")
     if len(text) > limit:
         raise PydanticCustomError(
@@ -160,7 +184,9 @@ class KlingRequest(VideoRequest):
             return None
         if not isinstance(value, str):
             raise PydanticCustomError("negative_type", "The negative prompt must be text.")
-        text = value.strip()
+        text = clean_text(value)
+        if is_blank(text):
+            return None
         if len(text) > NEGATIVE_PROMPT_MAX:
             raise PydanticCustomError(
                 "negative_long",

@@ -7,6 +7,7 @@ working after a restart with no in-memory view; the click is handed to the Video
 from __future__ import annotations
 
 import re
+import string
 from typing import Any
 
 import discord
@@ -25,10 +26,30 @@ def only_user(user_id: int) -> discord.AllowedMentions:
     return discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(user_id)])
 
 
+MARKDOWN_SIGNIFICANT = frozenset(string.punctuation)  # all of ASCII's punctuation; Discord unescapes any of it
+
+
 def quote(text: str, limit: int = 900) -> str:
-    """Show user text verbatim: no markdown, mentions or links are rendered from it."""
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    """Show a stranger's text verbatim: nothing in it renders as a link, heading, subtext, list, quote,
+    spoiler, code, mention or emoji, and the result is at most `limit` characters.
+
+    discord.py's `escape_markdown` is not enough (it escapes only the first masked link of a line
+    and lets `-#` after a blank line through), so every ASCII punctuation character gets a
+    backslash: Discord's markdown accepts `\\` before any of them and shows the character itself,
+    and without a bare `:`, `/`, `<` or `@` no URL, mention or custom emoji can form. Truncation
+    happens after escaping and never splits an escape.
+    """
+    pieces = ["\\" + ch if ch in MARKDOWN_SIGNIFICANT else ch for ch in text]
+    if sum(len(piece) for piece in pieces) <= limit:
+        return "".join(pieces)
+    kept: list[str] = []
+    used = 0
+    for piece in pieces:
+        if used + len(piece) > limit - 1:
+            break
+        kept.append(piece)
+        used += len(piece)
+    return "".join(kept) + "…"
 
 
 def duration_words(seconds: float) -> str:

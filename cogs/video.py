@@ -50,7 +50,8 @@ class Video(commands.Cog):
     def _check_image(self, image: discord.Attachment | None) -> str | None:
         if image is None:
             return None
-        check_attachment(image.content_type, image.size, self.bot.settings.reference_image_max_bytes)
+        check_attachment(image.content_type, image.size, self.bot.settings.reference_image_max_bytes,
+                         width=image.width, height=image.height)
         return image.url
 
     async def _start(

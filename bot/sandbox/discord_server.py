@@ -140,6 +140,24 @@ class Recorded:
     at: float
 
 
+def _image_dimensions(data: bytes, content_type: str) -> dict[str, int]:
+    """Discord sends `width` and `height` with image attachments (read from the header here, not decoded)."""
+    if not content_type.startswith("image/"):
+        return {}
+    from io import BytesIO
+
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # only the header is read
+    try:
+        with Image.open(BytesIO(data)) as image:
+            return {"width": image.width, "height": image.height}
+    except Exception:
+        return {}
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 class LoopbackDiscord:
     """The fake Discord server."""
 
@@ -593,6 +611,7 @@ class LoopbackDiscord:
                 "id": str(attachment_id), "filename": filename, "size": len(data), "content_type": content_type,
                 "url": f"{self.base_url}/attachments/{attachment_id}/{filename}",
                 "proxy_url": f"{self.base_url}/attachments/{attachment_id}/{filename}", "ephemeral": True,
+                **_image_dimensions(data, content_type),
             }
         missing = [o["name"] for o in leaf_specs if o.get("required") and o["name"] not in options
                    and o["name"] not in attachments]

@@ -112,3 +112,69 @@ async def test_download_caps_bytes() -> None:
                 await download(f"http://127.0.0.1:{port}/gone", client=client, max_bytes=1_000_000)
     finally:
         await runner.cleanup()
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A small PNG whose header declares width x height (a few rows of real data; the rest is missing)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (1 + 3 * width) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(("width", "height"), [(8000, 5000), (4001, 4000), (16_000_001, 1)])
+def test_over_16_megapixels_is_refused_from_the_header(tmp_path: Path, width: int, height: int) -> None:
+    """Refused before decoding: the bytes hold four rows, so a decode would have failed differently."""
+    data = declared_png(width, height)
+    assert len(data) < 200 * 1024
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(ImageError, match="megapixels"):
+        fit_image(data, (720, 720), tmp_path / "x.png")
+    assert time.perf_counter() - started < 0.5
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_exactly_16_megapixels_passes_the_metadata_check() -> None:
+    check_attachment("image/png", 1000, 10**6, width=4000, height=4000)
+    with pytest.raises(ImageError, match="megapixels"):
+        check_attachment("image/png", 1000, 10**6, width=4000, height=4001)
+    check_attachment("image/png", 1000, 10**6)  # Discord did not say: the header check still applies
+
+
+async def test_decodes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sixteen jobs with images at once decode at most DECODE_WORKERS at a time."""
+    import asyncio
+    import threading
+    import time
+
+    from bot import images
+
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+    real = images.fit_image
+
+    def counting(data: bytes, size: tuple[int, int], dest: Path) -> Path:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            time.sleep(0.05)
+            return real(data, size, dest)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(images, "fit_image", counting)
+    data = png(64, 64)
+    outs = await asyncio.gather(*(images.fit_image_async(data, (72, 72), tmp_path / f"{n}.png") for n in range(16)))
+    assert all(out.exists() for out in outs)
+    assert peak == images.DECODE_WORKERS

@@ -194,7 +194,7 @@ def _kling_valid(options: dict[str, Any]) -> bool:
 @given(prompt=st.text(max_size=60), options=KLING_OPTIONS)
 def test_kling_property_accepts_exactly_the_valid_sets(prompt: str, options: dict[str, Any]) -> None:
     """Any option set is either accepted with the documented size and price, or refused with a sentence."""
-    valid = bool(prompt.strip()) and _kling_valid(options)
+    valid = has_text(prompt) and _kling_valid(options)
     try:
         request = parse_request("kling", prompt=prompt, **options)
     except RequestError as error:
@@ -211,7 +211,7 @@ def test_kling_property_accepts_exactly_the_valid_sets(prompt: str, options: dic
 @given(prompt=st.text(min_size=1, max_size=60), options=SORA_OPTIONS)
 def test_sora_property_accepts_exactly_the_valid_sets(prompt: str, options: dict[str, Any]) -> None:
     valid = (
-        bool(prompt.strip())
+        has_text(prompt)
         and options.get("duration", 4) in (4, 8, 12)
         and options.get("resolution", "standard") in ("standard", "high")
         and options.get("orientation", "landscape") in ("landscape", "portrait")
@@ -229,3 +229,76 @@ def test_sora_property_accepts_exactly_the_valid_sets(prompt: str, options: dict
     assert (width > height) == (request.orientation == "landscape")
     assert request.has_audio
     assert request.price() == (0 if request.use_own_key else (10 if request.is_pro else 4) * request.duration)
+
+
+# -- hostile prompts: control, format and surrogate characters ------------------------------------
+
+import unicodedata  # noqa: E402
+
+INVISIBLE = [chr(c) for c in range(0x110000) if unicodedata.category(chr(c)) in ("Cc", "Cf")]
+DROPPED = {"Cc", "Cf", "Cs"}
+
+
+def visible(text: str) -> list[str]:
+    """The characters a reader sees (no controls, formats, surrogates or whitespace), in order."""
+    return [ch for ch in text if unicodedata.category(ch) not in DROPPED and not ch.isspace()]
+
+
+def test_every_control_and_format_character_alone_is_an_empty_prompt() -> None:
+    assert len(INVISIBLE) > 200 and "\u200b" in INVISIBLE and "\u202e" in INVISIBLE and "\x00" in INVISIBLE
+    for model in ("kling", "sora"):
+        for ch in INVISIBLE:
+            with pytest.raises(RequestError, match="Write a prompt"):
+                parse_request(model, prompt=ch * 3)
+        with pytest.raises(RequestError, match="Write a prompt"):
+            parse_request(model, prompt=" ".join(INVISIBLE))
+    for blank in ("\u3164\u3164", "\u2800", "\u200b \u115f\u1160 \ufeff"):
+        with pytest.raises(RequestError, match="Write a prompt"):
+            parse_request("kling", prompt=blank)
+
+
+def test_invisible_characters_are_dropped_and_newlines_kept() -> None:
+    request = parse_request("sora", prompt="\u202eA\u200b cat\r\nsleeps\tsoundly\x00\ud800.\u2066")
+    assert request.prompt == "A cat\nsleeps soundly."
+    assert parse_request("kling", prompt="A fox", negative_prompt="\u200b\u200d").negative_prompt is None
+    assert parse_request("kling", prompt="A fox", negative_prompt="\u202eblur\x07").negative_prompt == "blur"
+
+
+ANY_CHARACTER = st.one_of(
+    st.characters(exclude_categories=()),  # every code point, surrogates included
+    st.sampled_from(INVISIBLE),
+    st.sampled_from(["\n", "\r", "\t", " ", "\u3164", "\u2800"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(prompt=st.text(alphabet=ANY_CHARACTER, max_size=60), model=st.sampled_from(["kling", "sora"]))
+def test_random_unicode_prompts(prompt: str, model: str) -> None:
+    """Accepted prompts carry no invisible characters and keep every visible one; refusals say why."""
+    try:
+        request = parse_request(model, prompt=prompt)
+    except RequestError as error:
+        assert error.field == "prompt"
+        assert "Write a prompt" in error.message
+        assert all(ch.isspace() or ch in "\u115f\u1160\u3164\uffa0\u2800" for ch in visible(prompt)) or not visible(
+            prompt)
+        return
+    cleaned = request.prompt
+    assert cleaned == cleaned.strip() and cleaned
+    assert all(ch == "\n" or unicodedata.category(ch) not in DROPPED for ch in cleaned)
+    assert "\r" not in cleaned and "\t" not in cleaned
+    assert visible(cleaned) == visible(prompt)
+    cleaned.encode("utf-8")  # sendable to a provider
+
+
+@settings(max_examples=50, deadline=None)
+@given(padding=st.text(alphabet=st.sampled_from(INVISIBLE), min_size=1, max_size=3000))
+def test_length_limit_counts_what_remains(padding: str) -> None:
+    """Invisible padding neither pushes a prompt over the limit nor hides one that is too long."""
+    assert parse_request("kling", prompt="a" * 2500 + padding).prompt == "a" * 2500
+    with pytest.raises(RequestError, match="at most 2500"):
+        parse_request("kling", prompt=padding + "a" * 2501)
+
+
+def has_text(prompt: str) -> bool:
+    return any(ch not in "\u115f\u1160\u3164\uffa0\u2800" for ch in visible(prompt))
