@@ -1,8 +1,10 @@
 """Logging set-up with redaction: tokens and keys never reach a log line.
 
-discord.py logs request URLs at debug level, and interaction/webhook URLs contain tokens; provider
-errors might echo a key. The filter scrubs known secret values and common token shapes from
-every record, whatever logger it comes from.
+discord.py logs request URLs at debug level, and interaction/webhook URLs contain tokens; httpx
+logs every request URL at INFO, and signed attachment or download URLs carry their signature in the
+query string; provider errors might echo a key. The filter scrubs known secret values, common token
+shapes and every URL's query string from every record, whatever logger it comes from (we keep
+httpx's INFO lines: the method, path and status are useful to an operator).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
     re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._\-]{20,}"),
     re.compile(r"[MN][A-Za-z\d]{23,25}\.[\w-]{6}\.[\w-]{27,}"),  # Discord bot token shape
+    # Query strings of any URL: Discord's signed attachment links (ex/is/hm), presigned provider downloads,
+    # our callback tokens. httpx logs every request URL at INFO; the path is enough to follow what happened.
+    re.compile(r"""(https?://[^\s?#"'<>]+\?)[^\s"'<>]+"""),
 ]
 
 

@@ -105,3 +105,36 @@ def test_bot_refuses_to_start_with_a_short_key_file(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Cannot start:") and "secret.key" in lines[0]
+
+
+async def test_httpx_request_logs_keep_no_query_string(capsys: pytest.CaptureFixture[str]) -> None:
+    """A real httpx request to a loopback server, logged through the bot's logging set-up."""
+    import httpx
+    from aiohttp import web
+
+    from bot.logs import setup_logging
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="png")
+
+    app = web.Application()
+    app.router.add_get("/attachments/1/cat.png", ok)
+    runner = web.AppRunner(app, access_log=None)  # the test server's own log is not the bot's
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("INFO")
+        async with httpx.AsyncClient() as client:
+            url = f"http://127.0.0.1:{port}/attachments/1/cat.png?ex=6745&is=6744&hm=d3adb33fsignature0123456789"
+            assert (await client.get(url)).status_code == 200
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        await runner.cleanup()
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}/attachments/1/cat.png?[redacted]" in err  # the request is still logged
+    assert "d3adb33f" not in err and "ex=6745" not in err
