@@ -341,11 +341,25 @@ class Poller:
             await self._fail(job, "storage", "the bot could not save the video (disk problem)")
             return
         remote = status.result_url if urlsplit(status.result_url).scheme in {"http", "https"} else None
-        job = await self.store.jobs.update(
-            job.id, owner=self.owner, state=JobState.DOWNLOADED, result_path=str(dest), result_url=remote,
-            result_bytes=size, progress=100, attempts=0, next_run_at=self.clock(),
-        )
+        try:
+            job = await self.store.jobs.update(
+                job.id, owner=self.owner, state=JobState.DOWNLOADED, result_path=str(dest), result_url=remote,
+                result_bytes=size, progress=100, attempts=0, next_run_at=self.clock(),
+            )
+        except (IllegalTransition, LeaseLost):
+            await self._discard_if_ended(job.id, dest)
+            raise
         await self._deliver(job)
+
+    async def _discard_if_ended(self, job_id: int, dest: Path) -> None:
+        """A job canceled (or failed) while we downloaded keeps no file: it was refunded, nobody may fetch it.
+
+        Only then: after a lost lease another worker may own the job and be writing the same file.
+        """
+        current = await self.store.jobs.get(job_id)
+        if current is None or current.state in (JobState.CANCELED, JobState.FAILED):
+            await asyncio.to_thread(dest.unlink, missing_ok=True)
+            log.info("job %s ended during its download; the file was removed", job_id)
 
     async def _deliver(self, job: Job) -> None:
         try:
