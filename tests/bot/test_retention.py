@@ -51,3 +51,31 @@ async def test_price_overrides_reach_other_processes(location, monkeypatch) -> N
     finally:
         await first.close()
         await second.close()
+
+
+async def test_orphan_files_of_canceled_or_unknown_jobs_are_removed(store: Store, tmp_path: Path) -> None:
+    """E.g. a process died between finishing a download and seeing the job canceled."""
+    import os
+
+    from bot.retention import sweep_orphans
+
+    tmp_path = tmp_path / "videos"  # the store's own files live in the test's folder
+    tmp_path.mkdir()
+
+    [canceled, running] = await store.jobs.create(
+        [NewJob(user_id=1, model="kling", provider="simulated", request_json="{}", price=1) for _ in range(2)],
+        now=NOW)
+    await store.jobs.update(canceled.id, state=JobState.CANCELED, error_code="canceled", now=NOW)
+    await store.jobs.update(running.id, state=JobState.SUBMITTED, now=NOW)
+    delivered = await finished_job(store, tmp_path, JobState.DELIVERED, NOW)
+    for name in (f"job{canceled.id}.mp4", f"job{running.id}.mp4", "job99999.mp4", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    stale, fresh = tmp_path / ".job5.mp4.abc.part", tmp_path / ".job6.mp4.def.part"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(stale, (NOW - 25 * 3600, NOW - 25 * 3600))
+    os.utime(fresh, (NOW - 60, NOW - 60))
+    assert await sweep_orphans(store, tmp_path, now=NOW) == 3
+    left = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
+    assert left == sorted([f"job{running.id}.mp4", f"job{delivered}.mp4", "notes.txt", fresh.name])
+    assert await sweep_orphans(store, tmp_path / "missing", now=NOW) == 0

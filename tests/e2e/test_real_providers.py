@@ -125,8 +125,12 @@ async def test_signed_webhook_wakes_the_job_and_bad_ones_are_refused(
             assert good.status_code == 200 and good.json()["woke"] is True
         await harness.wait_for_message(server.general, is_result(job_id), timeout=10)
         async with httpx.AsyncClient() as client:
-            served = await client.get(f"http://127.0.0.1:{bot.web.port}/videos/job{job_id}.mp4")  # type: ignore[union-attr]
+            link = bot.delivery.links.url(job_id)  # what a post over the upload limit, or /job show, carries
+            assert link is not None and link.startswith("https://bot.example/videos/")
+            served = await client.get(f"http://127.0.0.1:{bot.web.port}" + link.removeprefix("https://bot.example"))  # type: ignore[union-attr]
             assert served.status_code == 200 and served.content == VIDEO_BYTES
+            guessed = await client.get(f"http://127.0.0.1:{bot.web.port}/videos/job{job_id}.mp4")  # type: ignore[union-attr]
+            assert guessed.status_code == 404
             escape = await client.get(f"http://127.0.0.1:{bot.web.port}/videos/..%2Fbot.sqlite3")  # type: ignore[union-attr]
             assert escape.status_code == 404
     finally:
