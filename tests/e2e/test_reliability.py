@@ -111,7 +111,7 @@ async def test_hostile_prompts_are_echoed_inertly(harness: BotHarness) -> None:
         if message["flags"] & 64:
             continue  # refused (too long, blank after stripping...) with an explanation
         embed = message["embeds"][0]
-        assert "@everyone" not in embed["description"].replace("@\u200beveryone", "")
+        assert "@everyone" not in embed["description"].replace("\\@everyone", "")
         assert not re.search(r"(?<!\\)\[[^\]]*\]\(", embed["description"])  # no live masked links
         assert len(json.dumps(embed)) < 8000
         jobs = await job_ids(harness, server.alice)
@@ -124,4 +124,4 @@ async def test_hostile_prompts_are_echoed_inertly(harness: BotHarness) -> None:
     assert "too large" in harness.ephemeral_text(huge)
     tried += 1
     print(f"\nhostile input: {tried} inputs tried; no mention could ping, every echo escaped")
-    assert ui.quote("@everyone").startswith("@\u200b")
+    assert ui.quote("@everyone") == "\\@everyone"  # escaped: shown as text, never a mention
