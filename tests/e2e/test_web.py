@@ -229,3 +229,35 @@ async def test_callback_routes_are_off_without_their_secrets(server: LoopbackDis
         assert kling.status_code == 404 and replicate.status_code == 404
     finally:
         await harness.stop()
+
+
+async def test_sandbox_console_serves_signed_links_only(tmp_path: Path) -> None:
+    """In `make run` the console serves the videos; it applies exactly the bot's checks."""
+    import asyncio
+
+    from bot.config import Settings
+    from bot.sandbox.run import start_sandbox
+    from tests.e2e.harness import LoopbackDriver
+
+    settings = Settings(database_path=tmp_path / "data" / "bot.sqlite3", video_dir=tmp_path / "data" / "videos",
+                        sandbox_port=0, simulated_speed=0.002, simulated_fps=2, secret_key="sandbox-" + "x" * 32)
+    server, console, bot, task = await start_sandbox(settings)
+    try:
+        driver = LoopbackDriver(server)
+        await driver.invoke("/kling", user=server.alice, channel=server.general, prompt="A paper boat.")
+        [job] = await bot.store.jobs.for_user(server.alice)
+        async with asyncio.timeout(30):
+            while (job := await bot.store.jobs.get(job.id)).state is not JobState.DELIVERED:
+                await asyncio.sleep(0.05)
+        link = bot.delivery.public_link(job)
+        assert link is not None and link.startswith(console.url + "/videos/job")
+        async with httpx.AsyncClient() as client:
+            ok = await client.get(link)
+            assert ok.status_code == 200 and ok.content == Path(job.result_path).read_bytes()
+            assert (await client.get(f"{console.url}/videos/job{job.id}.mp4")).status_code == 404
+            assert (await client.get(f"{console.url}/videos/..%2Fbot.sqlite3")).status_code == 404
+    finally:
+        await bot.close()
+        task.cancel()
+        await console.stop()
+        await server.stop()
