@@ -92,6 +92,14 @@ class WebServer:
     async def video(self, request: web.Request) -> web.StreamResponse:
         return await serve_video(self.bot, request.match_info["name"])
 
+    @staticmethod
+    async def _body(request: web.Request) -> bytes | None:
+        """The body, or None when it is over the server's limit (callbacks are small JSON documents)."""
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return None
+
     async def _wake(self, provider: str, provider_job_ids: list[str]) -> bool:
         for provider_job_id in provider_job_ids:
             job = await self.bot.store.jobs.by_provider_job(provider, provider_job_id)
@@ -105,7 +113,9 @@ class WebServer:
         secret = self.bot.settings.replicate_webhook_secret
         if secret is None:
             raise web.HTTPNotFound
-        body = await request.read()
+        body = await self._body(request)
+        if body is None:
+            return _refuse("replicate", 413, "body too large")
         try:
             message_id = verify(secret.get_secret_value(), request.headers, body)
         except WebhookError as error:
@@ -125,10 +135,13 @@ class WebServer:
     async def kling(self, request: web.Request) -> web.Response:
         if self.bot.settings.kling_secret_key is None:
             raise web.HTTPNotFound  # callbacks are only configured with Kling's own keys
-        given = request.query.get("token", "").encode("utf-8", "surrogateescape")
+        given = request.query.get("token", "").encode("utf-8", "replace")  # any junk compares as bytes
         if not hmac.compare_digest(given, callback_token(self.bot.settings).encode()):
             return _refuse("kling", 401, "invalid token")
-        data = _json_object(await request.read())
+        body = await self._body(request)
+        if body is None:
+            return _refuse("kling", 413, "body too large")
+        data = _json_object(body)
         if data is None:
             return _refuse("kling", 400, "body is not a JSON object")
         inner = data.get("data")

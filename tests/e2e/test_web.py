@@ -179,6 +179,15 @@ async def test_malformed_replicate_callbacks_get_4xx_and_one_info_line(
             assert "Traceback" not in response.text
             lines = [r for r in caplog.records if r.name.startswith(("bot.web", "aiohttp"))]
             assert [(r.levelno, r.name) for r in lines] == [(logging.INFO, "bot.web")], label
+        raw = [("undecodable token", "/webhooks/kling?token=%ff%fe%ed%a0%80", b'{"task_id": "1"}', 401),
+               ("2 MiB body", f"/webhooks/kling?token={callback_token(web.bot.settings)}", b" " * (2 << 20), 413),
+               ("2 MiB replicate body", "/webhooks/replicate", b" " * (2 << 20), 413)]
+        for label, target, body, status in raw:
+            caplog.clear()
+            response = await client.post(httpx.URL(base(web) + target), content=body)
+            assert response.status_code == status, label
+            lines = [r for r in caplog.records if r.name.startswith(("bot.web", "aiohttp"))]
+            assert [(r.levelno, r.name) for r in lines] == [(logging.INFO, "bot.web")], label
             assert lines[0].exc_info is None
 
 
@@ -204,6 +213,15 @@ async def test_malformed_kling_callbacks_get_4xx_and_one_info_line(
         for label, token, body, status in kling_cases(callback_token(web.bot.settings)):
             caplog.clear()
             response = await client.post("/webhooks/kling", params={"token": token}, content=body)
+            assert response.status_code == status, label
+            lines = [r for r in caplog.records if r.name.startswith(("bot.web", "aiohttp"))]
+            assert [(r.levelno, r.name) for r in lines] == [(logging.INFO, "bot.web")], label
+        raw = [("undecodable token", "/webhooks/kling?token=%ff%fe%ed%a0%80", b'{"task_id": "1"}', 401),
+               ("2 MiB body", f"/webhooks/kling?token={callback_token(web.bot.settings)}", b" " * (2 << 20), 413),
+               ("2 MiB replicate body", "/webhooks/replicate", b" " * (2 << 20), 413)]
+        for label, target, body, status in raw:
+            caplog.clear()
+            response = await client.post(httpx.URL(base(web) + target), content=body)
             assert response.status_code == status, label
             lines = [r for r in caplog.records if r.name.startswith(("bot.web", "aiohttp"))]
             assert [(r.levelno, r.name) for r in lines] == [(logging.INFO, "bot.web")], label
