@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bot.sandbox.discord_server import LoopbackDiscord
+from bot.web import serve_video
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -162,6 +163,4 @@ class Console:
         """The bot's signed video links, checked exactly as the bot's own web server checks them."""
         if self.bot is None:
             raise web.HTTPNotFound
-        from bot.web import serve_video
-
         return await serve_video(self.bot, request.match_info["name"])
