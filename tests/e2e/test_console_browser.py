@@ -53,6 +53,8 @@ async def test_console_runs_a_command_and_shows_the_video(sandbox: str, tmp_path
             await page.select_option("#opts select[name='duration']", "5")
             await page.click("#send")
             await expect(page.locator(".embed .t", has_text="Kling 2.0 · job #1")).to_be_visible(timeout=15_000)
+            # The bot escapes echoed prompts; like Discord, the console shows them as typed.
+            await expect(page.locator(".embed .d").first).to_have_text("A paper boat drifts down a rainy street.")
             video = page.locator("#messages video")
             await expect(video).to_have_count(1, timeout=30_000)
             source = await video.first.get_attribute("src")
