@@ -71,7 +71,7 @@ async def test_video_links_are_signed_private_and_expire(web: BotHarness) -> Non
         ok = await client.get(path)
         assert ok.status_code == 200 and ok.content == stored
         assert ok.headers["content-type"] == "video/mp4" and "private" in ok.headers["cache-control"]
-        sig = name.split("-")[2].removesuffix(".mp4")
+        sig = name.split("-", 2)[2].removesuffix(".mp4")
         expires = name.split("-")[1]
         tampered = sig[:-1] + ("A" if sig[-1] != "A" else "B")
         refused = [
