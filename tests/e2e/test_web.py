@@ -21,7 +21,7 @@ from tests.e2e.test_video import is_result, job_ids
 
 PUBLIC = "https://videos.example.test"
 WHSEC = "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZQ"  # unpadded, as Standard Webhooks allows
-LINK = re.compile(re.escape(PUBLIC) + r"(/videos/[^\s)>]+)")
+LINK = re.compile(re.escape(PUBLIC) + r"(/videos/[A-Za-z0-9_.-]+)")
 
 
 async def start(server: LoopbackDiscord, tmp_path: Path, **overrides: object) -> BotHarness:
@@ -45,8 +45,8 @@ def base(harness: BotHarness) -> str:
     return f"http://127.0.0.1:{harness.bot.web.port}"
 
 
-async def linked_job(harness: BotHarness) -> tuple[int, str]:
-    """Run a job in a guild whose upload limit forces a link; return the job id and the link's path."""
+async def linked_job(harness: BotHarness) -> tuple[int, str, int]:
+    """Run a job in a guild whose upload limit forces a link; return the job id, the link's path, the channel."""
     server = harness.server
     small = server.add_guild("Tiny uploads", upload_limit=20_000)
     room = server.add_channel(small, "room")
@@ -57,12 +57,12 @@ async def linked_job(harness: BotHarness) -> tuple[int, str]:
     await harness.wait_job(job_id, JobState.DELIVERED)
     match = LINK.search(result["content"])
     assert match, result["content"]
-    return job_id, match.group(1)
+    return job_id, match.group(1), room
 
 
 async def test_video_links_are_signed_private_and_expire(web: BotHarness) -> None:
     assert web.bot is not None
-    job_id, path = await linked_job(web)
+    job_id, path, room = await linked_job(web)
     job = await web.bot.store.jobs.get(job_id)
     stored = Path(job.result_path).read_bytes()
     name = path.removeprefix("/videos/")
@@ -100,14 +100,10 @@ async def test_video_links_are_signed_private_and_expire(web: BotHarness) -> Non
         assert isinstance(web.bot.clock, FakeClock)
         web.bot.clock.advance(web.settings.video_link_hours * 3600 + 3601)
         assert (await client.get(path)).status_code == 404
-        shown = await web.invoke("/job show", user=web.server.alice, channel=web.server.dm_channel(web.server.alice),
-                                 id=job_id)
-        message = web.response_message(shown)
-        fresh = LINK.search(json.dumps(message["embeds"]))
-        if fresh is None:  # small enough to attach in the DM: the link is still what over-limit places get
-            fresh_path = web.bot.delivery.public_link(await web.bot.store.jobs.get(job_id)).removeprefix(PUBLIC)
-        else:
-            fresh_path = fresh.group(1)
+        shown = await web.invoke("/job show", user=web.server.alice, channel=room, id=job_id)
+        fresh = LINK.search(json.dumps(web.response_message(shown)["embeds"]))
+        assert fresh, "over the upload limit, /job show gives a link"
+        fresh_path = fresh.group(1)
         assert fresh_path != path
         again = await client.get(fresh_path)
         assert again.status_code == 200 and again.content == stored
@@ -115,7 +111,7 @@ async def test_video_links_are_signed_private_and_expire(web: BotHarness) -> Non
 
 async def test_canceled_or_missing_results_are_not_served(web: BotHarness) -> None:
     assert web.bot is not None
-    job_id, path = await linked_job(web)
+    job_id, path, _ = await linked_job(web)
     await web.bot.store.jobs.update(job_id, result_path=None)  # as retention does when it removes the file
     async with httpx.AsyncClient(base_url=base(web)) as client:
         assert (await client.get(path)).status_code == 404
