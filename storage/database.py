@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import re
+import stat
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -24,6 +26,7 @@ from typing import Any, Protocol
 
 import aiosqlite
 
+log = logging.getLogger(__name__)
 MIGRATION_NAME = re.compile(r"^V(\d+)__[a-z0-9_]+\.sql$")
 
 
@@ -126,6 +129,10 @@ class SQLiteDatabase:
             # Created 0600 before SQLite sees it: it holds encrypted keys, tokens and every user's history,
             # and SQLite gives its -wal and -shm files the same mode as the database file.
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        mode = stat.S_IMODE(self.path.stat().st_mode)
+        if mode & 0o077:
+            log.warning("%s has mode %o: other users can read every job and encrypted key; run `chmod 600` on it",
+                        self.path, mode)
         self._writer = await self._open()
         try:
             await self.migrate()

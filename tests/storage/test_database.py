@@ -93,3 +93,14 @@ async def test_new_database_and_its_wal_files_are_owner_only(tmp_path: Path) -> 
         os.umask(old)
     assert {"bot.sqlite3", "bot.sqlite3-wal", "bot.sqlite3-shm"} <= set(modes)
     assert all(mode == 0o600 for mode in modes.values()), modes
+
+
+async def test_an_existing_database_readable_by_others_is_warned_about(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "old.sqlite3"
+    sqlite3.connect(path).close()
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="storage.database"):
+        store = await Store.open(path)
+        await store.close()
+    assert any("644" in r.getMessage() and "chmod 600" in r.getMessage() for r in caplog.records)
