@@ -2,9 +2,11 @@
 
 Shape (RoboDanny's timer loop, adapted): read when the soonest job is due, sleep until then or
 until `wake()`, then *claim* due jobs with a lease (nothing is deleted, so a crash loses nothing)
-and advance each one step: submit, poll, download, deliver. Polling follows each model's typical
-wait (MODELS.md) instead of a fixed tick: one early look, then a few looks across the typical
-window, then a slow backoff. Provider hints (`Retry-After`, poll-after) are always honoured.
+and advance each one step: submit, poll, download, deliver. When to look at a running render is
+asked of one object, `bot.schedule.Schedule`, which places looks by the hazard of the render times
+it has observed (seeded with the model's typical wait); provider hints (`Retry-After`, progress,
+webhooks) are always honoured. A render still running after `MAX_RENDER_MINUTES` is canceled at
+the provider and refunded; before that it is never given up while the provider reports it running.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bot.faults import crash_point
 from bot.providers.base import ErrorKind, JobContext, ProviderError, ProviderState, StatusResult, VideoProvider
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, request_from_json
+from bot.schedule import RenderKey, Schedule
 from storage import IllegalTransition, Job, JobNotFound, JobState, LeaseLost, Store
 
 log = logging.getLogger(__name__)
@@ -67,36 +70,10 @@ class Notifier(Protocol):
     async def ended(self, job: Job) -> None: ...
 
 
-def next_poll_delay(elapsed: float, low: float, high: float, scale: float) -> float:
-    """Seconds until the next status check of a task submitted `elapsed` seconds ago.
-
-    `low`/`high` is the provider's typical wait. One early look at half of `low` (catches
-    moderation failures, gives progress), one at `low`, then looks every min(window/10, 10 s)
-    across the typical window, then a backoff that grows with how overdue the task is.
-    """
-    low, high = low * scale, max(high, low) * scale
-    # Ten looks across the window, but never sparser than every 10 s: the result is picked up about as
-    # fast as by fixed 10 s polling, while the requests before the window are saved.
-    step = max(min((high - low) / 10, 10.0 * scale), 0.02)
-    if elapsed < low / 2:
-        return max(low / 2 - elapsed, 0.02)
-    if elapsed < low:
-        return max(low - elapsed, 0.02)
-    if elapsed < high:
-        return step
-    overdue = elapsed - high
-    return min(max(step, overdue / 4), max(high / 3, step))
-
-
 def retry_delay(attempts: int, scale: float, hint: float | None) -> float:
     """Exponential backoff for retryable errors; a provider's hint wins when it asks for longer."""
     backoff = min(2.0 * 2**attempts, 300.0) * scale
     return max(backoff, hint or 0.0)
-
-
-def deadline_for(high: float, scale: float) -> float:
-    """How long a task may run before it is given up and refunded."""
-    return max(high * scale * 4, (high + 1800.0) * scale)
 
 
 class Poller:
@@ -113,7 +90,7 @@ class Poller:
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
         http: httpx.AsyncClient | None = None,
-        poll_delay: Callable[[float, float, float, float], float] = next_poll_delay,
+        schedule: Schedule | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -123,7 +100,8 @@ class Poller:
         self.clock = clock
         self.owner = owner or settings.worker_id or default_worker_id()
         self.scale = settings.poll_time_scale
-        self.poll_delay = poll_delay  # benchmarks swap in fixed-interval polling as the baseline
+        # When to look next; benchmarks swap in fixed-interval schedules as baselines.
+        self.schedule = schedule or Schedule(settings, store.render_times, clock=clock)
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(20.0), limits=httpx.Limits(max_connections=10))
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_parallel_jobs)
@@ -159,6 +137,7 @@ class Poller:
         """Forever: claim what is due, otherwise sleep until the soonest job or a wake-up."""
         # Leases held by this worker's previous life are ours to resume now, not after they expire.
         await self.store.jobs.release_all(self.owner)
+        await self.schedule.load()
         while True:
             self._wake.clear()  # clear before reading: a wake-up during the read is not lost
             try:
@@ -270,13 +249,12 @@ class Poller:
             await self._provider_error(job, error)
             return
         crash_point("after_submit")
-        low, high = provider.expected_seconds(request)
         now = self.clock()
+        first = self.schedule.first_delay(self._render_key(provider, request), provider.expected_seconds(request))
         await self.store.jobs.update(
             job.id, owner=self.owner, state=JobState.SUBMITTED, provider_job_id=provider_job_id,
             provider_model=provider.model_id(request), submitted_at=now, attempts=0,
-            error_code=None, error_message=None,
-            next_run_at=now + self.poll_delay(0.0, low, high, self.scale), release=True, now=now,
+            error_code=None, error_message=None, next_run_at=now + first, release=True, now=now,
         )
         log.info("job %s submitted to %s as %s", job.id, provider.name, provider_job_id)
 
@@ -290,6 +268,7 @@ class Poller:
             return
         crash_point("while_polling")
         if status.state is ProviderState.SUCCEEDED:
+            await self._observe_render_time(job, request, provider)
             await self._download(job, ctx, provider, status)
         elif status.state is ProviderState.FAILED:
             error = status.error or ProviderError(ErrorKind.TRANSIENT, "the provider reported a failure")
@@ -301,17 +280,37 @@ class Poller:
         else:
             await self._still_running(job, request, provider, status)
 
+    @staticmethod
+    def _render_key(provider: VideoProvider, request: AnyRequest) -> RenderKey:
+        return RenderKey(provider.name, provider.model_id(request), float(request.duration), request.size_text())
+
+    async def _observe_render_time(self, job: Job, request: AnyRequest, provider: VideoProvider) -> None:
+        """Teach the schedule: the render finished after the last look (the job's last update) and by now.
+
+        Best effort: a lost observation only makes the schedule learn a little slower.
+        """
+        now = self.clock()
+        started = job.submitted_at or job.created_at
+        try:
+            await self.schedule.observe(self._render_key(provider, request), provider.expected_seconds(request),
+                                        min(job.updated_at, now) - started, now - started)
+        except Exception:
+            log.warning("job %s: could not record its render time", job.id, exc_info=True)
+
     async def _still_running(self, job: Job, request: AnyRequest, provider: VideoProvider,
                              status: StatusResult) -> None:
         now = self.clock()
-        low, high = provider.expected_seconds(request)
         elapsed = now - (job.submitted_at or job.created_at)
-        if elapsed > deadline_for(high, self.scale):
+        if elapsed >= self.schedule.give_up_after():
+            # The hard cap (MAX_RENDER_MINUTES): stop the provider's work where it can, then refund.
             with contextlib.suppress(Exception):
                 await provider.cancel(job.provider_job_id or "", JobContext(job_id=job.id, request=request))
-            await self._fail(job, ErrorKind.TRANSIENT.value, "the provider took far longer than usual")
+            minutes = self.settings.max_render_minutes
+            await self._fail(job, "render_timeout", f"the provider did not finish the render within {minutes:g} "
+                             "minutes; it was stopped and your credits were refunded")
             return
-        delay = max(self.poll_delay(elapsed, low, high, self.scale), status.poll_after or 0.0)
+        delay = self.schedule.next_delay(self._render_key(provider, request), provider.expected_seconds(request),
+                                         elapsed, progress=status.progress, poll_after=status.poll_after)
         state = JobState.RUNNING if status.state is ProviderState.RUNNING else job.state
         job = await self.store.jobs.update(
             job.id, owner=self.owner, state=state, progress=status.progress, attempts=0,
