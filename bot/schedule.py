@@ -51,6 +51,7 @@ CAP_FRACTION = 0.5  # a gap is at most half of max(age, median render time)
 EARLY_FRACTION = 0.25  # the early look, as a fraction of the 5 % quantile
 EARLY_MASS = 0.01  # the early look is skipped once less than this is seen finishing before 2x it
 JITTER = 0.1  # +-10 %
+PROGRESS_LEAD = 0.8  # look when 80 % of the remaining time a progress percentage implies has passed
 WEBHOOK_TRUST_SECONDS = 3600.0  # wall seconds a received webhook keeps its provider "working"
 WEBHOOK_GAP = (60.0, 900.0)  # model seconds: the gap range while webhooks nudge us
 
@@ -242,9 +243,6 @@ class Schedule:
         cap = min(CAP_FRACTION * max(t, median), MAX_GAP)
         if self.webhooks_work(key.provider):
             return min(max(CAP_FRACTION * max(t, median), WEBHOOK_GAP[0]), WEBHOOK_GAP[1])
-        if progress is not None and 5 <= progress < 100 and t > 0:
-            remaining = t * (100 - progress) / progress
-            return min(max(0.8 * remaining, MIN_GAP), cap)
         spread = max(dist.width, 4 * TARGET_DELAY)
         # With g = sqrt(D * remaining) across a uniform spread W the mean delay is sqrt(D W) / 3.
         target = 9 * TARGET_DELAY**2 / spread
@@ -252,6 +250,12 @@ class Schedule:
         early = EARLY_FRACTION * dist.quantile(0.05)
         if t < early and dist.F(2 * early) >= EARLY_MASS:
             gap = min(gap, early - t)
+        if progress is not None and 5 <= progress < 100 and t > 0:
+            # The provider's own progress estimates the remaining time. It may lengthen the gap up to
+            # the cap, and shorten it to a quarter of what the distribution says: a progress that sits
+            # at 99 % for half an hour must not turn into hammering.
+            remaining = t * (100 - progress) / progress
+            gap = min(max(PROGRESS_LEAD * remaining, gap / 4), cap)
         return max(gap, MIN_GAP)
 
     @staticmethod
