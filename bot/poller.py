@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ MAX_SLEEP = 3600.0
 MAX_RETRIES = 8  # consecutive retryable errors before a job is given up (and refunded)
 MAX_DELIVERY_ATTEMPTS = 6
 MAX_VIDEO_BYTES = 512 * 1024 * 1024
+COMMAND_QUIET_SECONDS = 0.25  # in a burst of commands, job steps run at a fifth of their budget this long
+COMMAND_BURST = 4  # this many commands within COMMAND_QUIET_SECONDS is a burst
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,37 @@ def retry_delay(attempts: int, scale: float, hint: float | None) -> float:
     return max(backoff, hint or 0.0)
 
 
+class StepBudget:
+    """A token bucket: at most `rate` job steps (mostly status polls) start per second.
+
+    Why: with thousands of renders in flight the poller alone could take the whole event loop,
+    and slash commands (which must be answered within 3 s) share that loop and its one SQLite
+    writer. Past the budget, due looks wait their turn (oldest due first) instead.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate / 5)  # a fifth of a second's worth may start at once
+        self.clock = clock
+        self.tokens = self.capacity
+        self.updated = clock()
+
+    def available(self) -> int:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        return int(self.tokens)
+
+    def spend(self, steps: int) -> None:
+        self.tokens = max(self.tokens - steps, 0.0)
+
+    def wait(self) -> float:
+        """Seconds until one more step may start."""
+        return max(1.0 - self.tokens, 0.0) / self.rate
+
+
 class Poller:
-    """Advances due jobs; many run concurrently, bounded by `max_parallel_jobs`."""
+    """Advances due jobs; many run concurrently, bounded by `max_parallel_jobs` and the step budget."""
 
     def __init__(
         self,
@@ -105,6 +137,11 @@ class Poller:
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(20.0), limits=httpx.Limits(max_connections=10))
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_parallel_jobs)
+        self._budget = StepBudget(settings.max_job_steps_per_second)
+        # While slash commands arrive, job steps slow to a fifth of the budget (never to zero).
+        self._busy_budget = StepBudget(settings.max_job_steps_per_second / 5)
+        self._commands_until = 0.0
+        self._recent_commands: deque[float] = deque(maxlen=COMMAND_BURST)
         self._running: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.iterations = 0
@@ -114,6 +151,13 @@ class Poller:
     def wake(self) -> None:
         """Something changed (a job was created or a webhook arrived): re-read the schedule now."""
         self._wake.set()
+
+    def commands_arriving(self) -> None:
+        """A slash command or button arrived; in a burst, job steps back off briefly (answers are due in 3 s)."""
+        now = time.monotonic()
+        self._recent_commands.append(now)
+        if len(self._recent_commands) == COMMAND_BURST and now - self._recent_commands[0] < COMMAND_QUIET_SECONDS:
+            self._commands_until = now + COMMAND_QUIET_SECONDS
 
     def start(self) -> asyncio.Task[None]:
         if self._loop_task is None or self._loop_task.done():
@@ -151,9 +195,21 @@ class Poller:
     async def _tick(self) -> None:
         self.iterations += 1
         free = self.settings.max_parallel_jobs - len(self._running)
+        allowed = self._budget.available()
+        busy = self._busy_budget.available()
+        quiet = time.monotonic() < self._commands_until
+        if quiet:
+            allowed = min(allowed, busy)
+        if free > 0 and allowed <= 0:
+            # over budget: what is due waits its turn
+            await asyncio.sleep(min(max(self._budget.wait(), self._busy_budget.wait() if quiet else 0.0, 0.001),
+                                    COMMAND_QUIET_SECONDS))
+            return
         if free > 0:
-            jobs = await self.store.jobs.claim_due(self.owner, lease_seconds=self.settings.lease_seconds, limit=free,
-                                                   now=self.clock())
+            jobs = await self.store.jobs.claim_due(self.owner, lease_seconds=self.settings.lease_seconds,
+                                                   limit=min(free, allowed), now=self.clock())
+            self._budget.spend(len(jobs))
+            self._busy_budget.spend(len(jobs))
             for job in jobs:
                 self._spawn(job)
             if jobs:
