@@ -317,3 +317,43 @@ async def test_provider_down_for_an_hour_is_bounded_and_refunded(store: Store, p
     assert job.state is JobState.FAILED and job.error_code == "transient"
     assert polls <= 10  # backoff, not a busy loop
     assert await store.ledger.balance(1, now=clock.now) == 120
+
+
+def test_step_budget_limits_steps_per_second_and_refills() -> None:
+    from bot.poller import StepBudget
+
+    now = [0.0]
+    budget = StepBudget(50.0, clock=lambda: now[0])
+    started = 0
+    for _ in range(200):  # two seconds in 10 ms ticks, always asking for as much as allowed
+        allowed = budget.available()
+        budget.spend(allowed)
+        started += allowed
+        now[0] += 0.01
+    assert 90 <= started <= 50 * 2 + budget.capacity  # about the rate, plus at most one burst
+    budget.spend(10**6)  # never goes into debt beyond empty
+    now[0] += 0.1
+    assert budget.available() == 5 and budget.wait() == 0.0
+
+
+async def test_job_steps_back_off_during_a_command_burst(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    for user in range(1, 41):
+        request = parse_request("kling", prompt="a fox")
+        await store.jobs.create([NewJob(user_id=user, model="kling", provider="scripted",
+                                        request_json=request.model_dump_json(), price=1)], now=clock.now)
+    quiet_poller = Poller(store, poller.providers, poller.settings.model_copy(update={"max_job_steps_per_second": 50.0,
+                                                                                     "max_parallel_jobs": 100}),
+                          notifier=notifier, secrets=SecretBox("k"), clock=clock, owner="w1")
+    one_command = Poller(store, poller.providers, quiet_poller.settings, notifier=notifier, secrets=SecretBox("k"),
+                         clock=clock, owner="w2")
+    for _ in range(4):  # a burst
+        quiet_poller.commands_arriving()
+    one_command.commands_arriving()  # a single command is not a burst
+    await quiet_poller._tick()
+    await one_command._tick()
+    assert len(quiet_poller._running) == quiet_poller._busy_budget.capacity == 2  # a fifth of the budget
+    assert len(one_command._running) == one_command._budget.capacity == 10
+    for p in (quiet_poller, one_command):
+        await asyncio.gather(*p._running, return_exceptions=True)
+        await p._http.aclose()
