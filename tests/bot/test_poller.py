@@ -344,8 +344,8 @@ async def test_job_steps_back_off_during_a_command_burst(store: Store, parts) ->
                                         request_json=request.model_dump_json(), price=1)], now=clock.now)
     quiet_poller = Poller(store, poller.providers, poller.settings.model_copy(update={"max_job_steps_per_second": 50.0,
                                                                                      "max_parallel_jobs": 100}),
-                          notifier=notifier, secrets=SecretBox("k"), clock=clock, owner="w1")
-    one_command = Poller(store, poller.providers, quiet_poller.settings, notifier=notifier, secrets=SecretBox("k"),
+                          notifier=notifier, secrets=SecretBox("k" * 32), clock=clock, owner="w1")
+    one_command = Poller(store, poller.providers, quiet_poller.settings, notifier=notifier, secrets=SecretBox("k" * 32),
                          clock=clock, owner="w2")
     for _ in range(4):  # a burst
         quiet_poller.commands_arriving()

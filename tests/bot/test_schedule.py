@@ -167,7 +167,7 @@ async def test_a_render_running_half_an_hour_is_kept_until_it_finishes(store: St
     provider = ReplicateProvider(settings)
     notifier = RecordingNotifier()
     poller = Poller(store, ProviderRegistry(settings, instances={"replicate": provider}), settings,
-                    notifier=notifier, secrets=SecretBox("k"), clock=clock, owner="w1")
+                    notifier=notifier, secrets=SecretBox("k" * 32), clock=clock, owner="w1")
     fake.steps = 10**9  # processing, forever
     request = parse_request("kling", prompt="a fox")
     [job] = await store.jobs.create([NewJob(user_id=1, model="kling", provider="replicate",
