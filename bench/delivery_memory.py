@@ -2,6 +2,9 @@
 guild) go through the real bot process; its peak RSS growth must stay under 10 MiB because the
 video is streamed to disk and from disk. Baseline: the naive way (whole body in memory), in a
 process of its own.
+
+Each row runs in a fresh bot process: the peak (VmHWM) never goes down, so a second row measured
+in the same process would hide under the first row's peak.
 """
 
 from __future__ import annotations
@@ -84,26 +87,29 @@ async def main() -> None:
     server = LoopbackDiscord()
     server.guilds[server.guild]["premium_tier"] = 2  # 50 MiB uploads
     await server.start()
-    bot = bench_bot(server, KLING_PROVIDER="replicate", REPLICATE_API_TOKEN="r8_bench",
-                     REPLICATE_API_BASE=f"http://127.0.0.1:{videos.port}", POLL_TIME_SCALE="0.0001",
-                     PUBLIC_BASE_URL="http://127.0.0.1:9/bench", WEB_PORT="0")
-    await bot.start()
     rows = []
     try:
         for size, path in ((100, "link (over 50 MiB)"), (24, "attachment")):
-            before = rss_kib(bot.pid, "VmHWM")
-            await server.invoke("/kling", user=server.alice, channel=server.general,
-                                options={"prompt": f"{size} MiB video"})
-            message = await server.wait_for_message(
-                server.general, lambda m, s=size: "is ready" in m["content"] and f"job #{1 if s == 100 else 2})"
-                in m["content"], within=300)
-            growth = (rss_kib(bot.pid, "VmHWM") - before) / 1024
+            bot = bench_bot(server, KLING_PROVIDER="replicate", REPLICATE_API_TOKEN="r8_bench",
+                            REPLICATE_API_BASE=f"http://127.0.0.1:{videos.port}", POLL_TIME_SCALE="0.0001",
+                            PUBLIC_BASE_URL="http://127.0.0.1:9/bench", WEB_PORT="0")
+            await bot.start()
+            try:
+                # A channel per row: each fresh bot numbers its job #1, and Discord's nonce de-duplication
+                # would fold a second "#1 is ready" into the first row's message.
+                channel = server.add_channel(server.guild, f"row-{size}")
+                before = rss_kib(bot.pid, "VmHWM")
+                await server.invoke("/kling", user=server.alice, channel=channel,
+                                    options={"prompt": f"{size} MiB video"})
+                message = await server.wait_for_message(channel, lambda m: "is ready" in m["content"], within=300)
+                growth = (rss_kib(bot.pid, "VmHWM") - before) / 1024
+            finally:
+                await bot.stop()
             attached = sum(a["size"] for a in message["attachments"]) // MiB
             naive = await naive_growth(f"http://127.0.0.1:{videos.port}/files/p{len(rows)}.mp4")
             rows.append([f"{size} MiB", path, f"{attached} MiB", f"{growth:.1f}", str(naive),
                          f"{growth / max(naive, 1):.2f}x"])
     finally:
-        await bot.stop()
         await server.stop()
     table("Delivery memory: peak RSS growth of the bot process (MiB)",
           ["video", "delivered as", "attached", "ours", "naive (in memory)", "ratio"], rows)

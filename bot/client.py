@@ -133,6 +133,12 @@ class VideoBot(commands.Bot):
         else:
             await self.tree.sync()
 
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Commands come first: the poller backs off briefly so the answer makes Discord's 3 s window."""
+        poller = getattr(self, "poller", None)
+        if poller is not None:
+            poller.commands_arriving()
+
     async def on_ready(self) -> None:
         log.info("ready as %s in %d guilds", self.user, len(self.guilds))
 

@@ -84,7 +84,9 @@ class Settings(BaseSettings):
     # Poller
     worker_id: str | None = None
     poll_time_scale: float = Field(default=1.0, gt=0)
+    max_render_minutes: float = Field(default=60.0, gt=0)  # a render still running after this is canceled
     max_parallel_jobs: int = Field(default=16, ge=1)
+    max_job_steps_per_second: float = Field(default=50.0, gt=0)  # status polls, submits, downloads started
 
     # Credits
     start_balance: int = Field(default=100, ge=0)

@@ -2,9 +2,11 @@
 
 Shape (RoboDanny's timer loop, adapted): read when the soonest job is due, sleep until then or
 until `wake()`, then *claim* due jobs with a lease (nothing is deleted, so a crash loses nothing)
-and advance each one step: submit, poll, download, deliver. Polling follows each model's typical
-wait (MODELS.md) instead of a fixed tick: one early look, then a few looks across the typical
-window, then a slow backoff. Provider hints (`Retry-After`, poll-after) are always honoured.
+and advance each one step: submit, poll, download, deliver. When to look at a running render is
+asked of one object, `bot.schedule.Schedule`, which places looks by the hazard of the render times
+it has observed (seeded with the model's typical wait); provider hints (`Retry-After`, progress,
+webhooks) are always honoured. A render still running after `MAX_RENDER_MINUTES` is canceled at
+the provider and refunded; before that it is never given up while the provider reports it running.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ from bot.faults import crash_point
 from bot.providers.base import ErrorKind, JobContext, ProviderError, ProviderState, StatusResult, VideoProvider
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, request_from_json
+from bot.schedule import RenderKey, Schedule
 from storage import IllegalTransition, Job, JobNotFound, JobState, LeaseLost, Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,8 @@ MAX_SLEEP = 3600.0
 MAX_RETRIES = 8  # consecutive retryable errors before a job is given up (and refunded)
 MAX_DELIVERY_ATTEMPTS = 6
 MAX_VIDEO_BYTES = 512 * 1024 * 1024
+COMMAND_QUIET_SECONDS = 0.25  # in a burst of commands, job steps run at a fifth of their budget this long
+COMMAND_BURST = 4  # this many commands within COMMAND_QUIET_SECONDS is a burst
 
 
 @dataclass(frozen=True)
@@ -67,40 +73,43 @@ class Notifier(Protocol):
     async def ended(self, job: Job) -> None: ...
 
 
-def next_poll_delay(elapsed: float, low: float, high: float, scale: float) -> float:
-    """Seconds until the next status check of a task submitted `elapsed` seconds ago.
-
-    `low`/`high` is the provider's typical wait. One early look at half of `low` (catches
-    moderation failures, gives progress), one at `low`, then looks every min(window/10, 10 s)
-    across the typical window, then a backoff that grows with how overdue the task is.
-    """
-    low, high = low * scale, max(high, low) * scale
-    # Ten looks across the window, but never sparser than every 10 s: the result is picked up about as
-    # fast as by fixed 10 s polling, while the requests before the window are saved.
-    step = max(min((high - low) / 10, 10.0 * scale), 0.02)
-    if elapsed < low / 2:
-        return max(low / 2 - elapsed, 0.02)
-    if elapsed < low:
-        return max(low - elapsed, 0.02)
-    if elapsed < high:
-        return step
-    overdue = elapsed - high
-    return min(max(step, overdue / 4), max(high / 3, step))
-
-
 def retry_delay(attempts: int, scale: float, hint: float | None) -> float:
     """Exponential backoff for retryable errors; a provider's hint wins when it asks for longer."""
     backoff = min(2.0 * 2**attempts, 300.0) * scale
     return max(backoff, hint or 0.0)
 
 
-def deadline_for(high: float, scale: float) -> float:
-    """How long a task may run before it is given up and refunded."""
-    return max(high * scale * 4, (high + 1800.0) * scale)
+class StepBudget:
+    """A token bucket: at most `rate` job steps (mostly status polls) start per second.
+
+    Why: with thousands of renders in flight the poller alone could take the whole event loop,
+    and slash commands (which must be answered within 3 s) share that loop and its one SQLite
+    writer. Past the budget, due looks wait their turn (oldest due first) instead.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate / 5)  # a fifth of a second's worth may start at once
+        self.clock = clock
+        self.tokens = self.capacity
+        self.updated = clock()
+
+    def available(self) -> int:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        return int(self.tokens)
+
+    def spend(self, steps: int) -> None:
+        self.tokens = max(self.tokens - steps, 0.0)
+
+    def wait(self) -> float:
+        """Seconds until one more step may start."""
+        return max(1.0 - self.tokens, 0.0) / self.rate
 
 
 class Poller:
-    """Advances due jobs; many run concurrently, bounded by `max_parallel_jobs`."""
+    """Advances due jobs; many run concurrently, bounded by `max_parallel_jobs` and the step budget."""
 
     def __init__(
         self,
@@ -113,7 +122,7 @@ class Poller:
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
         http: httpx.AsyncClient | None = None,
-        poll_delay: Callable[[float, float, float, float], float] = next_poll_delay,
+        schedule: Schedule | None = None,
     ) -> None:
         self.store = store
         self.providers = providers
@@ -123,10 +132,16 @@ class Poller:
         self.clock = clock
         self.owner = owner or settings.worker_id or default_worker_id()
         self.scale = settings.poll_time_scale
-        self.poll_delay = poll_delay  # benchmarks swap in fixed-interval polling as the baseline
+        # When to look next; benchmarks swap in fixed-interval schedules as baselines.
+        self.schedule = schedule or Schedule(settings, store.render_times, clock=clock)
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(20.0), limits=httpx.Limits(max_connections=10))
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.max_parallel_jobs)
+        self._budget = StepBudget(settings.max_job_steps_per_second)
+        # While slash commands arrive, job steps slow to a fifth of the budget (never to zero).
+        self._busy_budget = StepBudget(settings.max_job_steps_per_second / 5)
+        self._commands_until = 0.0
+        self._recent_commands: deque[float] = deque(maxlen=COMMAND_BURST)
         self._running: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self.iterations = 0
@@ -136,6 +151,13 @@ class Poller:
     def wake(self) -> None:
         """Something changed (a job was created or a webhook arrived): re-read the schedule now."""
         self._wake.set()
+
+    def commands_arriving(self) -> None:
+        """A slash command or button arrived; in a burst, job steps back off briefly (answers are due in 3 s)."""
+        now = time.monotonic()
+        self._recent_commands.append(now)
+        if len(self._recent_commands) == COMMAND_BURST and now - self._recent_commands[0] < COMMAND_QUIET_SECONDS:
+            self._commands_until = now + COMMAND_QUIET_SECONDS
 
     def start(self) -> asyncio.Task[None]:
         if self._loop_task is None or self._loop_task.done():
@@ -159,6 +181,7 @@ class Poller:
         """Forever: claim what is due, otherwise sleep until the soonest job or a wake-up."""
         # Leases held by this worker's previous life are ours to resume now, not after they expire.
         await self.store.jobs.release_all(self.owner)
+        await self.schedule.load()
         while True:
             self._wake.clear()  # clear before reading: a wake-up during the read is not lost
             try:
@@ -172,9 +195,21 @@ class Poller:
     async def _tick(self) -> None:
         self.iterations += 1
         free = self.settings.max_parallel_jobs - len(self._running)
+        allowed = self._budget.available()
+        busy = self._busy_budget.available()
+        quiet = time.monotonic() < self._commands_until
+        if quiet:
+            allowed = min(allowed, busy)
+        if free > 0 and allowed <= 0:
+            # over budget: what is due waits its turn
+            await asyncio.sleep(min(max(self._budget.wait(), self._busy_budget.wait() if quiet else 0.0, 0.001),
+                                    COMMAND_QUIET_SECONDS))
+            return
         if free > 0:
-            jobs = await self.store.jobs.claim_due(self.owner, lease_seconds=self.settings.lease_seconds, limit=free,
-                                                   now=self.clock())
+            jobs = await self.store.jobs.claim_due(self.owner, lease_seconds=self.settings.lease_seconds,
+                                                   limit=min(free, allowed), now=self.clock())
+            self._budget.spend(len(jobs))
+            self._busy_budget.spend(len(jobs))
             for job in jobs:
                 self._spawn(job)
             if jobs:
@@ -270,13 +305,12 @@ class Poller:
             await self._provider_error(job, error)
             return
         crash_point("after_submit")
-        low, high = provider.expected_seconds(request)
         now = self.clock()
+        first = self.schedule.first_delay(self._render_key(provider, request), provider.expected_seconds(request))
         await self.store.jobs.update(
             job.id, owner=self.owner, state=JobState.SUBMITTED, provider_job_id=provider_job_id,
             provider_model=provider.model_id(request), submitted_at=now, attempts=0,
-            error_code=None, error_message=None,
-            next_run_at=now + self.poll_delay(0.0, low, high, self.scale), release=True, now=now,
+            error_code=None, error_message=None, next_run_at=now + first, release=True, now=now,
         )
         log.info("job %s submitted to %s as %s", job.id, provider.name, provider_job_id)
 
@@ -290,6 +324,7 @@ class Poller:
             return
         crash_point("while_polling")
         if status.state is ProviderState.SUCCEEDED:
+            await self._observe_render_time(job, request, provider)
             await self._download(job, ctx, provider, status)
         elif status.state is ProviderState.FAILED:
             error = status.error or ProviderError(ErrorKind.TRANSIENT, "the provider reported a failure")
@@ -301,17 +336,37 @@ class Poller:
         else:
             await self._still_running(job, request, provider, status)
 
+    @staticmethod
+    def _render_key(provider: VideoProvider, request: AnyRequest) -> RenderKey:
+        return RenderKey(provider.name, provider.model_id(request), float(request.duration), request.size_text())
+
+    async def _observe_render_time(self, job: Job, request: AnyRequest, provider: VideoProvider) -> None:
+        """Teach the schedule: the render finished after the last look (the job's last update) and by now.
+
+        Best effort: a lost observation only makes the schedule learn a little slower.
+        """
+        now = self.clock()
+        started = job.submitted_at or job.created_at
+        try:
+            await self.schedule.observe(self._render_key(provider, request), provider.expected_seconds(request),
+                                        min(job.updated_at, now) - started, now - started)
+        except Exception:
+            log.warning("job %s: could not record its render time", job.id, exc_info=True)
+
     async def _still_running(self, job: Job, request: AnyRequest, provider: VideoProvider,
                              status: StatusResult) -> None:
         now = self.clock()
-        low, high = provider.expected_seconds(request)
         elapsed = now - (job.submitted_at or job.created_at)
-        if elapsed > deadline_for(high, self.scale):
+        if elapsed >= self.schedule.give_up_after():
+            # The hard cap (MAX_RENDER_MINUTES): stop the provider's work where it can, then refund.
             with contextlib.suppress(Exception):
                 await provider.cancel(job.provider_job_id or "", JobContext(job_id=job.id, request=request))
-            await self._fail(job, ErrorKind.TRANSIENT.value, "the provider took far longer than usual")
+            minutes = self.settings.max_render_minutes
+            await self._fail(job, "render_timeout", f"the provider did not finish the render within {minutes:g} "
+                             "minutes; it was stopped and your credits were refunded")
             return
-        delay = max(self.poll_delay(elapsed, low, high, self.scale), status.poll_after or 0.0)
+        delay = self.schedule.next_delay(self._render_key(provider, request), provider.expected_seconds(request),
+                                         elapsed, progress=status.progress, poll_after=status.poll_after)
         state = JobState.RUNNING if status.state is ProviderState.RUNNING else job.state
         job = await self.store.jobs.update(
             job.id, owner=self.owner, state=state, progress=status.progress, attempts=0,

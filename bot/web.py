@@ -101,6 +101,7 @@ class WebServer:
             return None
 
     async def _wake(self, provider: str, provider_job_ids: list[str]) -> bool:
+        self.bot.poller.schedule.webhook_arrived(provider)  # verified: its jobs need few polls now
         for provider_job_id in provider_job_ids:
             job = await self.bot.store.jobs.by_provider_job(provider, provider_job_id)
             if job is not None and job.state in (JobState.SUBMITTED, JobState.RUNNING):

@@ -12,6 +12,7 @@ from storage.guilds import GuildSettingsStore
 from storage.jobs import JobStore
 from storage.ledger import Ledger
 from storage.models import CreditPolicy
+from storage.render_times import RenderTimeStore
 
 PRICE_KEYS = ("kling_per_second", "sora_per_second", "sora_high_per_second")
 
@@ -86,7 +87,7 @@ class KeyStore:
 
 
 class Store:
-    """Everything persistent: jobs, ledger, prices, keys, guild settings."""
+    """Everything persistent: jobs, ledger, prices, keys, guild settings, observed render times."""
 
     def __init__(self, path: Path | str, policy: CreditPolicy | None = None) -> None:
         self.policy = policy or CreditPolicy()
@@ -96,6 +97,7 @@ class Store:
         self.prices = PriceStore(self.db)
         self.keys = KeyStore(self.db)
         self.guilds = GuildSettingsStore(self.db)
+        self.render_times = RenderTimeStore(self.db)
 
     @classmethod
     async def open(cls, path: Path | str, policy: CreditPolicy | None = None) -> Store:

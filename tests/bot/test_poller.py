@@ -9,7 +9,7 @@ import pytest
 
 from bot.config import Settings
 from bot.crypto import SecretBox
-from bot.poller import Delivered, DeliveryRetry, Poller, deadline_for, next_poll_delay, retry_delay
+from bot.poller import Delivered, DeliveryRetry, Poller, retry_delay
 from bot.providers.base import (
     ErrorKind,
     JobContext,
@@ -51,6 +51,10 @@ class ScriptedProvider(VideoProvider):
         if isinstance(answer, ProviderError):
             raise answer
         return answer
+
+    async def cancel(self, provider_job_id: str, ctx: JobContext) -> bool:
+        self.calls.append("cancel")
+        return True
 
     async def fetch(self, result_url: str, dest: Path, ctx: JobContext, *, max_bytes: int) -> int:
         self.calls.append("fetch")
@@ -116,36 +120,11 @@ async def step(poller: Poller, clock: Clock) -> list[int]:
     return [job.id for job in jobs]
 
 
-def test_poll_schedule_follows_the_typical_wait() -> None:
-    low, high = 120.0, 180.0
-    assert next_poll_delay(0, low, high, 1.0) == pytest.approx(60)
-    assert next_poll_delay(60, low, high, 1.0) == pytest.approx(60)
-    assert next_poll_delay(120, low, high, 1.0) == pytest.approx(6)
-    assert next_poll_delay(175, low, high, 1.0) == pytest.approx(6)
-    later = next_poll_delay(400, low, high, 1.0)
-    assert 6 < later <= 60
-    # POLL_TIME_SCALE scales the priors.
-    assert next_poll_delay(0, low, high, 0.01) == pytest.approx(0.6)
-    # Over Kling's typical window our polls are at most half of fixed 10 s polling (a fifth on the
-    # Kling/Sora mix: bench/polling.py), while the delay after "ready" stays within one step (6 s).
-    ours, fixed = [], []
-    for ready in range(120, 181, 10):
-        elapsed, polls = 0.0, 0
-        while elapsed < ready:
-            elapsed += next_poll_delay(elapsed, low, high, 1.0)
-            polls += 1
-        assert elapsed - ready <= 6 + 1e-9
-        ours.append(polls)
-        fixed.append(-(-ready // 10))
-    assert sum(ours) <= sum(fixed) / 2
-
-
 def test_retry_delay_grows_and_honours_hints() -> None:
     assert retry_delay(0, 1.0, None) == 2.0
     assert retry_delay(3, 1.0, None) == 16.0
     assert retry_delay(20, 1.0, None) == 300.0
     assert retry_delay(0, 0.001, 7.5) == 7.5  # Retry-After is never scaled away
-    assert deadline_for(200, 1.0) >= 200 + 1800
 
 
 async def test_job_goes_from_accepted_to_delivered(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
@@ -154,9 +133,9 @@ async def test_job_goes_from_accepted_to_delivered(store: Store, parts) -> None:
     assert await step(poller, clock) == [job_id]
     job = await store.jobs.get(job_id)
     assert job.state is JobState.SUBMITTED and job.provider_job_id == f"task-{job_id}"
-    assert job.next_run_at == pytest.approx(clock.now + 50)  # half the typical low wait
+    assert clock.now < job.next_run_at < clock.now + 100  # an early look, before the typical wait
     assert await step(poller, clock) == []  # nothing due yet: no request made
-    clock.now += 50
+    clock.now = job.next_run_at
     provider.statuses = [StatusResult(ProviderState.RUNNING, progress=40)]
     await step(poller, clock)
     job = await store.jobs.get(job_id)
@@ -230,14 +209,16 @@ async def test_failed_status_and_expired_output_refund(store: Store, parts) -> N
     assert (await store.ledger.audit())["unsettled_finished_jobs"] == 0
 
 
-async def test_overdue_task_is_given_up(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+async def test_render_running_past_the_cap_is_canceled_then_refunded(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
     poller, provider, notifier, clock = parts
     job_id = await make_job(store, clock)
     await step(poller, clock)
-    clock.now += deadline_for(200, 1.0) + 1
+    clock.now += poller.settings.max_render_minutes * 60 + 1
     await step(poller, clock)
     job = await store.jobs.get(job_id)
-    assert job.state is JobState.FAILED and job.error_code == "transient"
+    assert job.state is JobState.FAILED and job.error_code == "render_timeout"
+    assert provider.calls[-1] == "cancel"
+    assert await store.ledger.balance(1, now=clock.now) == 120
 
 
 async def test_delivery_retries_then_gives_up_as_undelivered(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
@@ -336,3 +317,43 @@ async def test_provider_down_for_an_hour_is_bounded_and_refunded(store: Store, p
     assert job.state is JobState.FAILED and job.error_code == "transient"
     assert polls <= 10  # backoff, not a busy loop
     assert await store.ledger.balance(1, now=clock.now) == 120
+
+
+def test_step_budget_limits_steps_per_second_and_refills() -> None:
+    from bot.poller import StepBudget
+
+    now = [0.0]
+    budget = StepBudget(50.0, clock=lambda: now[0])
+    started = 0
+    for _ in range(200):  # two seconds in 10 ms ticks, always asking for as much as allowed
+        allowed = budget.available()
+        budget.spend(allowed)
+        started += allowed
+        now[0] += 0.01
+    assert 90 <= started <= 50 * 2 + budget.capacity  # about the rate, plus at most one burst
+    budget.spend(10**6)  # never goes into debt beyond empty
+    now[0] += 0.1
+    assert budget.available() == 5 and budget.wait() == 0.0
+
+
+async def test_job_steps_back_off_during_a_command_burst(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    for user in range(1, 41):
+        request = parse_request("kling", prompt="a fox")
+        await store.jobs.create([NewJob(user_id=user, model="kling", provider="scripted",
+                                        request_json=request.model_dump_json(), price=1)], now=clock.now)
+    quiet_poller = Poller(store, poller.providers, poller.settings.model_copy(update={"max_job_steps_per_second": 50.0,
+                                                                                     "max_parallel_jobs": 100}),
+                          notifier=notifier, secrets=SecretBox("k" * 32), clock=clock, owner="w1")
+    one_command = Poller(store, poller.providers, quiet_poller.settings, notifier=notifier, secrets=SecretBox("k" * 32),
+                         clock=clock, owner="w2")
+    for _ in range(4):  # a burst
+        quiet_poller.commands_arriving()
+    one_command.commands_arriving()  # a single command is not a burst
+    await quiet_poller._tick()
+    await one_command._tick()
+    assert len(quiet_poller._running) == quiet_poller._busy_budget.capacity == 2  # a fifth of the budget
+    assert len(one_command._running) == one_command._budget.capacity == 10
+    for p in (quiet_poller, one_command):
+        await asyncio.gather(*p._running, return_exceptions=True)
+        await p._http.aclose()

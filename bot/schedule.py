@@ -1,0 +1,290 @@
+"""When to look at a running render next: polls placed by the hazard of observed render times.
+
+Why: a fixed schedule derived from a model's typical window is only right while renders stay
+inside that window. Queues back up, new model versions get faster, failed nodes restart renders;
+then a window-shaped schedule either floods the provider or lets a finished video sit for
+minutes. So, per (provider, model, duration, resolution), we keep the render times of finished
+jobs (persisted, recent ones weighted more, seeded with the provider's typical window) and place
+each next look where the conditional probability of "it finished since the last look" has built
+up enough to be worth a request.
+
+The rule: from the current age `t` of a running job, the next gap `g` solves
+
+    g * P(t < T <= t + g | T > t) = D
+
+which is the square-root law of optimal inspection (gap ~ sqrt(D / hazard)): looks gather where
+completions happen and thin out where they do not. `D` is chosen from a target mean delay and the
+spread of the distribution. Bounds: a gap never exceeds half of max(age, median) (so a render that
+runs outside everything observed is still found within a bounded fraction of its wait), nor
+`MAX_GAP`; never goes under `MIN_GAP`; a short early look catches fast finishes and early
+failures while the distribution cannot rule them out. Jitter spreads 10,000 jobs apart.
+
+Provider hints win: `Retry-After`/poll-after is a floor; a progress percentage (OpenAI's
+`progress`, Replicate's logs) estimates the remaining time; a provider whose webhooks arrive is
+looked at rarely, as the webhook nudges the job. Every prior and bound is in model seconds and
+multiplied by `POLL_TIME_SCALE`; observations are stored in model seconds (wall / scale).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+from bot.config import Settings
+
+HISTORY = 64  # observations kept (and loaded) per key
+DECAY = 0.96  # weight of an observation per newer one after it: recent renders count more
+PRIOR_WEIGHT = 2.0  # the typical window counts as this many observations
+FAMILY_WEIGHT = 4.0  # at most this much weight borrowed from the provider's other models
+SURPRISE = 0.04  # share of probability spread thinly over [SURPRISE_LOW * low, SURPRISE_HIGH * high]
+SURPRISE_LOW, SURPRISE_HIGH = 0.1, 3.0
+KERNEL = 0.05  # each observation is smeared by +-5 % (renders are never exactly alike)
+TARGET_DELAY = 5.5  # model seconds: aim for the mean ready->seen delay of 10 s polling
+MIN_GAP = 2.0  # model seconds
+MAX_GAP = 600.0  # model seconds
+CAP_FRACTION = 0.5  # a gap is at most half of max(age, median render time)
+EARLY_FRACTION = 0.25  # the early look, as a fraction of the 5 % quantile
+EARLY_MASS = 0.01  # the early look is skipped once less than this is seen finishing before 2x it
+JITTER = 0.1  # +-10 %
+PROGRESS_LEAD = 0.8  # look when 80 % of the remaining time a progress percentage implies has passed
+WEBHOOK_TRUST_SECONDS = 3600.0  # wall seconds a received webhook keeps its provider "working"
+WEBHOOK_GAP = (60.0, 900.0)  # model seconds: the gap range while webhooks nudge us
+
+
+class RenderKey(NamedTuple):
+    """What render times are learned per: the same model at the same length and size."""
+
+    provider: str
+    model: str
+    duration: float
+    resolution: str
+
+
+class ObservationStore(Protocol):
+    """Persistence for observations (storage/render_times.py implements it)."""
+
+    async def add(self, key: tuple[str, str, float, str], low: float, high: float, *, now: float) -> None: ...
+
+    async def recent(self, per_key: int) -> list[tuple[tuple[str, str, float, str], float, float]]: ...
+
+
+class Distribution:
+    """A piecewise-linear CDF built from uniform kernels: (start, end, weight) triples."""
+
+    def __init__(self, parts: list[tuple[float, float, float]]) -> None:
+        points = sorted({p for a, b, _ in parts for p in (a, b)})
+        slope_change: dict[float, float] = {}
+        for a, b, w in parts:
+            density = w / (b - a)
+            slope_change[a] = slope_change.get(a, 0.0) + density
+            slope_change[b] = slope_change.get(b, 0.0) - density
+        self.points = points
+        self.cdf = [0.0]
+        slope = 0.0
+        for left, right in itertools.pairwise(points):
+            slope += slope_change.get(left, 0.0)
+            self.cdf.append(self.cdf[-1] + max(slope, 0.0) * (right - left))
+        self.total = self.cdf[-1] or 1.0
+        # Effective width 1 / integral(f^2): W for a uniform over W, the sum of the widths of separate modes.
+        collision = sum((self.cdf[i + 1] - self.cdf[i]) ** 2 / (points[i + 1] - points[i])
+                        for i in range(len(points) - 1)) / self.total**2
+        self.width = 1.0 / collision if collision > 0 else 1.0
+
+    def F(self, t: float) -> float:  # noqa: N802 - the usual name of a CDF
+        """P(T <= t)."""
+        points = self.points
+        if t <= points[0]:
+            return 0.0
+        if t >= points[-1]:
+            return 1.0
+        i = bisect.bisect_right(points, t) - 1
+        left, right = points[i], points[i + 1]
+        value = self.cdf[i] + (self.cdf[i + 1] - self.cdf[i]) * (t - left) / (right - left)
+        return value / self.total
+
+    def quantile(self, q: float) -> float:
+        target = q * self.total
+        i = bisect.bisect_left(self.cdf, target)
+        if i <= 0:
+            return self.points[0]
+        if i >= len(self.cdf):
+            return self.points[-1]
+        left, right = self.cdf[i - 1], self.cdf[i]
+        share = (target - left) / (right - left) if right > left else 0.0
+        return self.points[i - 1] + share * (self.points[i] - self.points[i - 1])
+
+
+class RenderTimes:
+    """Observed render times of one key (model seconds, interval-censored: finished in (low, high])."""
+
+    def __init__(self) -> None:
+        self.observed: deque[tuple[float, float]] = deque(maxlen=HISTORY)
+
+    def add(self, low: float, high: float) -> None:
+        self.observed.append((max(0.0, min(low, high)), max(low, high, 0.001)))
+
+    def weighted(self) -> list[tuple[float, float, float]]:
+        """(low, high, weight) with the newest observation at weight 1."""
+        count = len(self.observed)
+        return [(low, high, DECAY ** (count - 1 - n)) for n, (low, high) in enumerate(self.observed)]
+
+
+class Schedule:
+    """Next-look times for running renders; the one object the poller asks."""
+
+    def __init__(self, settings: Settings, store: ObservationStore | None = None, *,
+                 rng: random.Random | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.scale = settings.poll_time_scale
+        self.max_render_seconds = settings.max_render_minutes * 60.0
+        self.store = store
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.keys: dict[RenderKey, RenderTimes] = {}
+        self.families: dict[str, RenderTimes] = {}  # per provider: render time / prior midpoint
+        self._cache: dict[tuple[RenderKey, tuple[float, float]], tuple[int, Distribution]] = {}
+        self._version = 0
+        self._webhooks: dict[str, float] = {}
+        self._loaded = False
+
+    # -- learning ---------------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read recent observations once (startup); later ones are learned as jobs finish."""
+        if self._loaded or self.store is None:
+            self._loaded = True
+            return
+        self._loaded = True
+        for key, low, high in await self.store.recent(HISTORY):
+            self._learn(RenderKey(*key), low, high, prior=None)
+
+    async def observe(self, key: RenderKey, prior: tuple[float, float], low: float, high: float) -> None:
+        """A job of `key` finished after (low, high] wall seconds (last look still running, this look done)."""
+        low, high = low / self.scale, high / self.scale
+        self._learn(key, low, high, prior=prior)
+        if self.store is not None:
+            await self.store.add(key, low, high, now=self.clock())
+
+    def _learn(self, key: RenderKey, low: float, high: float, *, prior: tuple[float, float] | None) -> None:
+        self.keys.setdefault(key, RenderTimes()).add(low, high)
+        if prior is not None:  # loaded rows feed the family when their prior is next seen (see below)
+            mid = (prior[0] + prior[1]) / 2
+            self.families.setdefault(key.provider, RenderTimes()).add(low / mid, high / mid)
+        self._version += 1
+
+    def distribution(self, key: RenderKey, prior: tuple[float, float]) -> Distribution:
+        """Render times of `key` in model seconds: its own observations, its provider's, the prior."""
+        cached = self._cache.get((key, prior))
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        low, high = prior[0], max(prior[1], prior[0] + 1.0)
+        parts: list[tuple[float, float, float]] = [(low, high, PRIOR_WEIGHT)]
+        own = self.keys.get(key)
+        own_parts = own.weighted() if own else []
+        if own is not None and key.provider not in self.families:  # observations loaded from storage
+            family = self.families.setdefault(key.provider, RenderTimes())
+            mid = (low + high) / 2
+            for a, b in own.observed:
+                family.add(a / mid, b / mid)
+        family = self.families.get(key.provider)
+        if family is not None:
+            mid = (low + high) / 2
+            borrowed = family.weighted()
+            total = sum(w for _, _, w in borrowed)
+            factor = min(1.0, FAMILY_WEIGHT / total) if total else 0.0
+            parts += [(a * mid, b * mid, w * factor) for a, b, w in borrowed]
+        parts += own_parts
+        parts = [(a * (1 - KERNEL), b * (1 + KERNEL), w) for a, b, w in parts]
+        body = sum(w for _, _, w in parts)
+        parts.append((SURPRISE_LOW * low, SURPRISE_HIGH * high, body * SURPRISE / (1 - SURPRISE)))
+        dist = Distribution(parts)
+        self._cache[(key, prior)] = (self._version, dist)
+        return dist
+
+    # -- provider hints ---------------------------------------------------------------------------
+
+    def webhook_arrived(self, provider: str) -> None:
+        """A verified callback from `provider` arrived: its webhooks work, so its jobs need few polls."""
+        self._webhooks[provider] = self.clock()
+
+    def webhooks_work(self, provider: str) -> bool:
+        seen = self._webhooks.get(provider)
+        return seen is not None and self.clock() - seen < WEBHOOK_TRUST_SECONDS
+
+    # -- placing looks ----------------------------------------------------------------------------
+
+    def give_up_after(self) -> float:
+        """Wall seconds after submission at which a render still running is canceled and refunded."""
+        return self.max_render_seconds * self.scale
+
+    def first_delay(self, key: RenderKey, prior: tuple[float, float]) -> float:
+        """Wall seconds from submission to the first look."""
+        return self.next_delay(key, prior, 0.0)
+
+    def next_delay(self, key: RenderKey, prior: tuple[float, float], elapsed: float, *,
+                   progress: int | None = None, poll_after: float | None = None) -> float:
+        """Wall seconds from now to the next look at a job running for `elapsed` wall seconds."""
+        t = elapsed / self.scale
+        gap = self.gap(key, prior, t, progress=progress)
+        gap *= 1 + self.rng.uniform(-JITTER, JITTER)
+        gap = max(gap, MIN_GAP)
+        if t + gap > self.max_render_seconds > t:  # look once more right at the cap, not after it
+            gap = max(self.max_render_seconds - t, MIN_GAP * 0.01)
+        return max(gap * self.scale, poll_after or 0.0)
+
+    def gap(self, key: RenderKey, prior: tuple[float, float], t: float, *, progress: int | None = None) -> float:
+        """The gap (model seconds, before jitter) to the next look at age `t` (model seconds)."""
+        dist = self.distribution(key, prior)
+        median = dist.quantile(0.5)
+        cap = min(CAP_FRACTION * max(t, median), MAX_GAP)
+        if self.webhooks_work(key.provider):
+            return min(max(CAP_FRACTION * max(t, median), WEBHOOK_GAP[0]), WEBHOOK_GAP[1])
+        spread = max(dist.width, 4 * TARGET_DELAY)
+        # With g = sqrt(D * remaining) across a uniform spread W the mean delay is sqrt(D W) / 3.
+        target = 9 * TARGET_DELAY**2 / spread
+        gap = self._solve(dist, t, target, cap)
+        early = EARLY_FRACTION * dist.quantile(0.05)
+        if t < early and dist.F(2 * early) >= EARLY_MASS:
+            gap = min(gap, early - t)
+        if progress is not None and 5 <= progress < 100 and t > 0:
+            # The provider's own progress estimates the remaining time. It may lengthen the gap up to
+            # the cap, and shorten it to a quarter of what the distribution says: a progress that sits
+            # at 99 % for half an hour must not turn into hammering.
+            remaining = t * (100 - progress) / progress
+            gap = min(max(PROGRESS_LEAD * remaining, gap / 4), cap)
+        return max(gap, MIN_GAP)
+
+    @staticmethod
+    def _solve(dist: Distribution, t: float, target: float, cap: float) -> float:
+        """Smallest g in [MIN_GAP, cap] with g * P(done by t + g | running at t) >= target."""
+        alive = 1.0 - dist.F(t)
+        if alive <= 1e-9 or cap <= MIN_GAP:
+            return max(cap, MIN_GAP)
+        base = dist.F(t)
+
+        def covered(g: float) -> float:
+            return g * (dist.F(t + g) - base) / alive
+
+        if covered(cap) < target:
+            return cap
+        lo, hi = MIN_GAP, cap
+        if covered(lo) >= target:
+            return lo
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            if covered(mid) >= target:
+                hi = mid
+            else:
+                lo = mid
+            if hi - lo < 0.05:
+                break
+        return hi
+
+
+def render_key(provider: str, model: str, duration: float, resolution: str) -> RenderKey:
+    return RenderKey(provider, model, float(duration), resolution)
+

@@ -1,0 +1,52 @@
+"""Observed render times (model seconds) per provider, model, duration and resolution.
+
+Why persisted: the poller's schedule (bot/schedule.py) learns where renders really finish; a
+restart should not send it back to the priors. Only the newest `keep` rows per key are kept.
+"""
+
+from __future__ import annotations
+
+import time
+
+from storage.database import Database
+
+Key = tuple[str, str, float, str]  # provider, model, duration, resolution
+
+
+class RenderTimeStore:
+    """Reads and writes of `render_times`."""
+
+    def __init__(self, db: Database, *, keep: int = 200) -> None:
+        self.db = db
+        self.keep = keep
+
+    async def add(self, key: Key, low: float, high: float, *, now: float | None = None) -> None:
+        """Record one finished render that was still running at `low` and done by `high` seconds."""
+        now = time.time() if now is None else now
+        provider, model, duration, resolution = key
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO render_times (provider, model, duration, resolution, low_seconds, high_seconds,"
+                " observed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (provider, model, float(duration), resolution, float(low), float(high), now),
+            )
+            await conn.execute(
+                "DELETE FROM render_times WHERE provider = ? AND model = ? AND duration = ? AND resolution = ?"
+                " AND id <= (SELECT id FROM render_times WHERE provider = ? AND model = ? AND duration = ?"
+                " AND resolution = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (provider, model, float(duration), resolution) * 2 + (self.keep,),
+            )
+
+    async def recent(self, per_key: int, *, limit: int = 20_000) -> list[tuple[Key, float, float]]:
+        """The newest `per_key` observations of every key, oldest first."""
+        rows = await self.db.fetchall(
+            "SELECT provider, model, duration, resolution, low_seconds, high_seconds FROM render_times"
+            " ORDER BY id DESC LIMIT ?", (limit,),
+        )
+        kept: dict[Key, list[tuple[float, float]]] = {}
+        for row in rows:
+            key = (str(row[0]), str(row[1]), float(row[2]), str(row[3]))
+            bucket = kept.setdefault(key, [])
+            if len(bucket) < per_key:
+                bucket.append((float(row[4]), float(row[5])))
+        return [(key, low, high) for key, bucket in kept.items() for low, high in reversed(bucket)]

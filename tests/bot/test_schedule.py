@@ -1,0 +1,214 @@
+"""The learning poll schedule: hazard placement, bounds, jitter, learning, hints, the render cap."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.crypto import SecretBox
+from bot.poller import Poller
+from bot.providers.registry import ProviderRegistry
+from bot.providers.replicate import ReplicateProvider
+from bot.requests import parse_request
+from bot.schedule import CAP_FRACTION, JITTER, MIN_GAP, RenderKey, Schedule
+from storage import JobState, LedgerKind, NewJob, Store
+from tests.bot.providers.fakes import REPLICATE_TOKEN, FakeProviders
+from tests.bot.test_poller import Clock, RecordingNotifier
+
+KEY = RenderKey("replicate", "kwaivgi/kling-v2.0", 5.0, "1280x720")
+PRIOR = (120.0, 180.0)
+
+
+def schedule(scale: float = 1.0, seed: int = 7, **settings: object) -> Schedule:
+    return Schedule(Settings(poll_time_scale=scale, **settings), rng=random.Random(seed))  # type: ignore[arg-type]
+
+
+def looks(sched: Schedule, until: float, key: RenderKey = KEY, prior: tuple[float, float] = PRIOR) -> list[float]:
+    """Ages (seconds) at which a job that never finishes is looked at, up to `until`."""
+    t, seen = 0.0, []
+    while t < until:
+        t += sched.next_delay(key, prior, t)
+        seen.append(t)
+    return seen
+
+
+async def teach(sched: Schedule, times: list[float], key: RenderKey = KEY, prior: tuple[float, float] = PRIOR) -> None:
+    for seconds in times:
+        await sched.observe(key, prior, seconds - 1.0, seconds)
+
+
+async def test_looks_gather_where_renders_finish() -> None:
+    sched = schedule()
+    rng = random.Random(1)
+    await teach(sched, [rng.uniform(400, 440) for _ in range(60)])
+    ages = looks(sched, 600)
+    before = [t for t in ages if t < 380]
+    inside = [t for t in ages if 400 <= t <= 440]
+    assert len(inside) > len(before)  # a 40 s window gets more looks than the 380 s before it
+    gaps_inside = [b - a for a, b in itertools.pairwise(ages) if 400 <= a <= 440]
+    assert max(gaps_inside) < 20  # dense where completions happen
+
+
+async def test_gap_is_capped_even_far_outside_everything_seen() -> None:
+    sched = schedule()
+    await teach(sched, [150.0] * 30)
+    median = sched.distribution(KEY, PRIOR).quantile(0.5)
+    for age in (0.0, 50.0, 300.0, 1000.0, 2500.0):
+        gap = sched.gap(KEY, PRIOR, age)
+        assert MIN_GAP <= gap <= CAP_FRACTION * max(age, median) + 1e-9
+    # a render running 10x longer than ever seen is still looked at every <= half its age (+ jitter)
+    ages = looks(sched, 3000)
+    late = [(a, b - a) for a, b in itertools.pairwise(ages) if a > 1500]
+    assert late and all(gap <= (CAP_FRACTION * a) * (1 + JITTER) + 1e-9 for a, gap in late)
+
+
+def test_jitter_stays_within_bounds_and_spreads_jobs() -> None:
+    sched = schedule(seed=3)
+    base = sched.gap(KEY, PRIOR, 130.0)
+    delays = [sched.next_delay(KEY, PRIOR, 130.0) for _ in range(500)]
+    assert all(base * (1 - JITTER) - 1e-9 <= d <= base * (1 + JITTER) + 1e-9 for d in delays)
+    assert max(delays) - min(delays) > base * JITTER  # not lock-step
+    assert len({round(d, 6) for d in delays}) > 400
+
+
+async def test_learning_moves_the_distribution_and_the_looks() -> None:
+    sched = schedule()
+    prior_median = sched.distribution(KEY, PRIOR).quantile(0.5)
+    first_look_before = looks(sched, 1)[0]
+    await teach(sched, [50.0 + n % 10 for n in range(40)])  # the model got ~3x faster than its window
+    learned = sched.distribution(KEY, PRIOR)
+    assert prior_median > 140 and learned.quantile(0.5) < 70
+    ages = looks(sched, 70)
+    assert ages[0] < first_look_before
+    assert any(45 <= t <= 65 for t in ages) and len(ages) <= 4  # a look where renders now finish, few before
+
+
+async def test_recent_renders_weigh_more_than_old_ones() -> None:
+    sched = schedule()
+    await teach(sched, [300.0] * 40 + [100.0] * 20)  # a slow period, then the provider sped up
+    assert sched.distribution(KEY, PRIOR).quantile(0.5) < 160
+
+
+async def test_other_models_of_the_provider_teach_a_new_key() -> None:
+    sched = schedule()
+    other = RenderKey("replicate", "openai/sora-2", 4.0, "1280x720")
+    await teach(sched, [0.5 * 390] * 30, key=other, prior=(300.0, 480.0))  # sora runs at half its window
+    assert sched.distribution(KEY, PRIOR).quantile(0.5) < 140  # kling's prior median is 150
+
+
+async def test_observations_persist_across_restarts(store: Store) -> None:
+    settings = Settings(poll_time_scale=0.01)
+    first = Schedule(settings, store.render_times, rng=random.Random(1))
+    for n in range(30):
+        await first.observe(KEY, PRIOR, 0.01 * (60 + n % 5), 0.01 * (61 + n % 5))  # wall seconds at scale 0.01
+    again = Schedule(settings, store.render_times, rng=random.Random(1))
+    assert again.distribution(KEY, PRIOR).quantile(0.5) > 140  # before loading: the prior
+    await again.load()
+    assert again.distribution(KEY, PRIOR).quantile(0.5) == pytest.approx(
+        first.distribution(KEY, PRIOR).quantile(0.5), rel=0.15)
+    assert again.distribution(KEY, PRIOR).quantile(0.5) < 80  # stored in model seconds, not wall
+
+
+async def test_only_the_newest_observations_are_kept(store: Store) -> None:
+    store.render_times.keep = 5
+    for n in range(12):
+        await store.render_times.add(tuple(KEY), n, n + 1, now=0.0)  # type: ignore[arg-type]
+    rows = await store.render_times.recent(100)
+    assert [low for _, low, _ in rows] == [7, 8, 9, 10, 11]
+
+
+def test_poll_time_scale_scales_every_prior_and_bound_but_not_provider_hints() -> None:
+    fast, slow = schedule(scale=0.01, seed=5), schedule(scale=1.0, seed=5)
+    for age in (0.0, 30.0, 125.0, 170.0, 400.0, 2000.0):
+        assert fast.next_delay(KEY, PRIOR, age * 0.01) == pytest.approx(slow.next_delay(KEY, PRIOR, age) * 0.01)
+    assert fast.give_up_after() == pytest.approx(slow.give_up_after() * 0.01)
+    assert fast.next_delay(KEY, PRIOR, 1.25, poll_after=7.5) == 7.5  # Retry-After is never scaled away
+
+
+def test_progress_estimates_the_remaining_time() -> None:
+    sched = schedule()
+    # Halfway after 200 s: about 200 s remain, so the next look is far later than the prior suggests.
+    plain = sched.gap(KEY, PRIOR, 200.0)
+    far = sched.gap(KEY, PRIOR, 200.0, progress=50)
+    near = sched.gap(KEY, PRIOR, 30.0, progress=90)  # early, but nearly done: look sooner than planned
+    assert far > 2 * plain and far == pytest.approx(CAP_FRACTION * 200)  # 200 s remain: wait (up to the cap)
+    assert near < sched.gap(KEY, PRIOR, 30.0)
+    # stuck at 99 % long after every render seen: not hammered, at most 4x the plain rate
+    assert sched.gap(KEY, PRIOR, 1500.0, progress=99) >= sched.gap(KEY, PRIOR, 1500.0) / 4 - 1e-9
+
+
+def test_working_webhooks_mean_few_polls() -> None:
+    clock = Clock(1000.0)
+    sched = Schedule(Settings(), rng=random.Random(2), clock=clock)
+    polled = len(looks(sched, 900))
+    sched.webhook_arrived("replicate")
+    nudged = len(looks(sched, 900))
+    assert nudged * 3 <= polled
+    clock.now += 2 * 3600  # no callback for two hours: back to ordinary polling
+    assert len(looks(sched, 900)) == pytest.approx(polled, abs=2)
+
+
+def test_the_last_look_lands_on_the_cap() -> None:
+    sched = schedule(max_render_minutes=10)
+    ages = looks(sched, 10_000)
+    assert 600.0 in [round(t, 6) for t in ages]  # looked exactly at the cap, not a gap after it
+
+
+async def test_a_render_running_half_an_hour_is_kept_until_it_finishes(store: Store, fake: FakeProviders,
+                                                                        tmp_path: Path) -> None:
+    """Against the Replicate fake reporting `processing`: no give-up before MAX_RENDER_MINUTES."""
+    settings = Settings(replicate_api_base=f"{fake.base}/replicate", replicate_api_token=REPLICATE_TOKEN,
+                        video_dir=tmp_path / "v", provider_timeout_seconds=2.0)
+    clock = Clock()
+    provider = ReplicateProvider(settings)
+    notifier = RecordingNotifier()
+    poller = Poller(store, ProviderRegistry(settings, instances={"replicate": provider}), settings,
+                    notifier=notifier, secrets=SecretBox("k" * 32), clock=clock, owner="w1")
+    fake.steps = 10**9  # processing, forever
+    request = parse_request("kling", prompt="a fox")
+    [job] = await store.jobs.create([NewJob(user_id=1, model="kling", provider="replicate",
+                                            request_json=request.model_dump_json(), price=10)], now=clock.now)
+    submitted = clock.now
+    try:
+        polls = 0
+        while clock.now - submitted < 35 * 60:  # a ~30-minute Kling render, 10x its typical window
+            for claimed in await store.jobs.claim_due("w1", lease_seconds=300, now=clock.now):
+                await poller.advance(claimed)
+                polls += 1
+            current = await store.jobs.get(job.id)
+            assert current.state in (JobState.SUBMITTED, JobState.RUNNING), current.error_code
+            clock.now = current.next_run_at
+        assert 10 < polls < 120  # looked at, neither abandoned nor hammered
+        assert not fake.requests_to("/cancel")
+        while clock.now - submitted < 60 * 60 + 1:
+            for claimed in await store.jobs.claim_due("w1", lease_seconds=300, now=clock.now):
+                await poller.advance(claimed)
+            current = await store.jobs.get(job.id)
+            if current.state is JobState.FAILED:
+                break
+            clock.now = current.next_run_at
+        assert current.state is JobState.FAILED and current.error_code == "render_timeout"
+        assert clock.now - submitted >= 60 * 60  # not a second before the cap
+        assert len(fake.requests_to("/cancel", "POST")) == 1  # canceled at the provider, then refunded
+        kinds = [e.kind for e in await store.ledger.entries_for_job(job.id)]
+        assert kinds == [LedgerKind.RESERVE, LedgerKind.REFUND]
+        assert notifier.endings == [(job.id, "render_timeout")]
+    finally:
+        await provider.aclose()
+
+
+def test_max_render_minutes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_render_minutes"):
+        Settings(max_render_minutes=0)
+
+
+async def test_store_without_persistence_still_learns() -> None:
+    sched = Schedule(Settings(), None)
+    await sched.load()
+    await teach(sched, [60.0] * 20)
+    assert sched.distribution(KEY, PRIOR).quantile(0.5) < 80
+
