@@ -2,7 +2,9 @@
 
 Routes, in order: the channel itself when the bot may post there (guild install or the bot's own
 DM), a followup while the interaction token lives, then a DM. The MP4 is attached when it fits
-the upload limit of that route, otherwise linked. Channel and DM posts carry the nonce `job<id>`
+the upload limit of that route; a file over it is re-encoded to fit first (bot/media.py), and every
+posted MP4 is fast-start H.264/AAC (remuxed when a provider's is not). Only a file that cannot fit
+even re-encoded is linked instead. Channel and DM posts carry the nonce `job<id>`
 with `enforce_nonce`, so a retry after a crash returns the message already posted instead of a
 second one.
 """
@@ -10,6 +12,7 @@ second one.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,7 +21,7 @@ from typing import Any
 
 import discord
 
-from bot import ui
+from bot import media, ui
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.faults import crash_point
@@ -41,6 +44,7 @@ class Attachment:
     name: str
     size: int
     link: str | None  # where to find it when it is over the upload limit
+    reencoded: bool = False  # a smaller copy was attached: the link (if any) has the full quality
 
 
 @dataclass
@@ -63,6 +67,8 @@ class Delivery:
         self.clock = clock
         self.links = VideoLinks(secrets.subkey("video-links"), settings.public_base_url, settings.video_link_hours,
                                 clock)
+        self.encoder = media.Encoder(settings.media_parallel_encodes)
+        self.prepared_dir = settings.video_dir / "prepared"
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -94,9 +100,37 @@ class Delivery:
         return channel if isinstance(channel, discord.abc.Messageable) else None
 
     @staticmethod
-    def _channel_limit(channel: discord.abc.Messageable) -> int:
+    def _channel_limit(channel: discord.abc.Messageable, job: Job) -> int:
+        """The guild's limit, or the interaction's own figure for its channel when that is lower
+        (Discord reports the exact per-channel limit in the interaction, the guild only its tier)."""
         guild = getattr(channel, "guild", None)
-        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        if job.upload_limit and getattr(channel, "id", None) == job.channel_id:
+            limit = min(limit, job.upload_limit)
+        return limit
+
+    async def _fit(self, job: Job, post: Post, limit: int) -> Post:
+        """The post with each file made postable for `limit`: as it is, remuxed, or re-encoded to fit.
+
+        Derived files live in a per-job folder (reused if a crash makes us run twice) that
+        `_forget_prepared` removes once the post is done.
+        """
+        if not post.files:
+            return post
+        fitted = []
+        for item in post.files:
+            try:
+                prepared = await self.encoder.prepare(item.path, self.prepared_dir / f"job{job.id}", limit)
+            except (media.MediaError, OSError) as error:
+                log.warning("job %s: could not prepare %s (%s); posting it as it is", job.id, item.name, error)
+                fitted.append(item)
+                continue
+            fitted.append(replace(item, path=prepared.path, size=prepared.size,
+                                  reencoded=item.reencoded or prepared.action == "re-encoded"))
+        return replace(post, files=fitted)
+
+    def _forget_prepared(self, job: Job) -> None:
+        shutil.rmtree(self.prepared_dir / f"job{job.id}", ignore_errors=True)
 
     @staticmethod
     def _retryable(error: discord.HTTPException) -> bool:
@@ -124,7 +158,9 @@ class Delivery:
                 notes.append(f"{route}: {error.code or error.status}")
                 continue
             if result is not None:
+                self._forget_prepared(job)
                 return result
+        self._forget_prepared(job)
         return Delivered(None, note="no route to the user (" + ", ".join(notes) + ")")
 
     async def _send_via(self, route: str, job: Job, post: Post, *, nonce: str | None) -> Delivered | None:
@@ -132,12 +168,13 @@ class Delivery:
             channel = await self._channel(job)
             if channel is None:
                 return None
-            return await self._send_messageable(channel, job, post, self._channel_limit(channel), nonce)
+            return await self._send_messageable(channel, job, post, self._channel_limit(channel, job), nonce)
         if route == "followup":
             webhook = self._webhook(job)
             if webhook is None:
                 return None
             limit = job.upload_limit or DEFAULT_UPLOAD_LIMIT
+            post = await self._fit(job, post, limit)
             kwargs = self._kwargs(job, post, limit)
             try:
                 message = await webhook.send(wait=True, **kwargs)
@@ -152,6 +189,7 @@ class Delivery:
 
     async def _send_messageable(self, channel: discord.abc.Messageable, job: Job, post: Post, limit: int,
                                 nonce: str | None) -> Delivered:
+        post = await self._fit(job, post, limit)
         try:
             message = await channel.send(nonce=nonce, **self._kwargs(job, post, limit))
         except discord.HTTPException as error:
@@ -172,6 +210,8 @@ class Delivery:
         for item in post.files:
             if item.size <= limit:
                 files.append(discord.File(item.path, filename=item.name))
+                if item.reencoded and item.link:
+                    lines.append(f"`{item.name}` was re-encoded to fit the upload limit; full quality: {item.link}")
             elif item.link:
                 lines.append(f"`{item.name}` is {item.size / 1048576:.1f} MiB, over the upload limit: {item.link}")
             else:
