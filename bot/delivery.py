@@ -265,30 +265,43 @@ class Delivery:
                  or j.id == job.id}
         files: list[Attachment] = []
         lines = []
-        embed = discord.Embed(title=f"Kling vs Sora · compare #{compare.id}", colour=ui.SORA_COLOUR)
+        title = f"Blind compare #{compare.id}" if compare.blind else f"Kling vs Sora · compare #{compare.id}"
+        embed = discord.Embed(title=title, colour=ui.SORA_COLOUR)
         first = request_from_json(job.model, job.request_json)
         embed.description = ui.quote(first.prompt)
+        blind_seconds = await self._blind_length(compare, pair, ready) if compare.blind else None
         for slot in ("a", "b"):
             model = compare.model_in(slot)
             member = pair.get(model)
             request = request_from_json(member.model, member.request_json) if member else None
-            name = slot.upper() if compare.blind else (request.label if request else model)
             if member is not None and model in ready:
                 attachment = self._attachment(member, f"{slot.upper()}.mp4" if compare.blind
                                               else f"{slot.upper()}-{model}.mp4")
+                if attachment is not None and blind_seconds is not None:
+                    attachment = await self._blind_attachment(compare.id, slot, attachment, blind_seconds)
                 if attachment is not None:
                     files.append(attachment)
-                value = "hidden until you vote" if compare.blind else ui.options_line(request)  # type: ignore[arg-type]
+                value = "revealed when you vote" if compare.blind else ui.options_line(request)  # type: ignore[arg-type]
+            elif compare.blind:  # the reason could name the model
+                value = "did not finish (refunded)"
             else:
                 value = "failed (refunded)" if member is None else f"{member.state.value}: " + ui.failure_words(member)
-            embed.add_field(name=f"{slot.upper()} · {name}", value=value, inline=True)
+            label = request.label if request else model
+            name = f"Clip {slot.upper()}" if compare.blind else f"{slot.upper()} · {label}"
+            embed.add_field(name=name, value=value, inline=True)
+        if compare.blind and len(files) == 2:
+            embed.set_footer(text=f"Both clips are {blind_seconds:.1f} s and silent, so only the picture counts. "
+                                  "Vote to see which model made which, with the full clips.")
         lines.append(f"<@{job.user_id}> your comparison is ready: which is better?")
         view = discord.ui.View(timeout=None)
         if len(files) == 2:
             view.add_item(ui.VoteButton(compare.id, "a", "A is better"))
             view.add_item(ui.VoteButton(compare.id, "b", "B is better"))
         post = Post(content="\n".join(lines), embed=embed, files=files, view=view)
-        outcome = await self._send(job, post, nonce=f"cmp{compare.id}")
+        try:
+            outcome = await self._send(job, post, nonce=f"cmp{compare.id}")
+        finally:
+            shutil.rmtree(self.prepared_dir / f"cmp{compare.id}", ignore_errors=True)
         if outcome.message_id is not None and partner is not None and partner.state is JobState.DOWNLOADED:
             try:
                 await self.store.jobs.update(partner.id, state=JobState.DELIVERED,
@@ -299,6 +312,28 @@ class Delivery:
         if outcome.message_id is not None:
             await self._edit_original(replace(job, state=JobState.DELIVERED))
         return outcome
+
+    async def _blind_length(self, compare: Any, pair: dict[str, Job], ready: dict[str, Job]) -> float | None:
+        """The common length of a blind pair: the shorter clip's (Kling 5 s vs Sora 4 s must not tell)."""
+        lengths = []
+        for member in ready.values():
+            if member.result_path and Path(member.result_path).exists():
+                try:
+                    lengths.append(await self.encoder.duration(Path(member.result_path)))
+                except media.MediaError as error:
+                    log.warning("compare %s: cannot read job %s's video (%s)", compare.id, member.id, error)
+        return min(lengths) if lengths else None
+
+    async def _blind_attachment(self, compare_id: int, slot: str, attachment: Attachment,
+                                seconds: float) -> Attachment | None:
+        """The clip trimmed to `seconds`, silent and untagged; never the original (it would give the model away)."""
+        dest = self.prepared_dir / f"cmp{compare_id}" / f"{slot.upper()}.mp4"
+        try:
+            clip = await self.encoder.blind(attachment.path, dest, seconds=seconds, max_bytes=None)
+        except (media.MediaError, OSError) as error:
+            log.warning("compare %s: blind clip %s failed (%s)", compare_id, slot, error)
+            return None
+        return Attachment(clip.path, attachment.name, clip.size, link=None)
 
     async def ended(self, job: Job) -> None:
         """Tell the user a job failed or was canceled, and that the credits came back."""
@@ -330,9 +365,14 @@ class Delivery:
         if webhook is None:
             return False
         jobs = [job]
+        compare = None
         if job.compare_id is not None:
             pair = await self.store.jobs.compare_jobs(job.compare_id)
             jobs = [job if other.id == job.id else other for other in pair]
+            compare = await self.store.jobs.get_compare(job.compare_id)
+        message_id: Any = job.response_message_id or "@original"
+        if compare is not None:
+            return await self._edit_compare_card(webhook, message_id, job, jobs, compare.blind, compare.slot_a)
         embeds = []
         view = discord.ui.View(timeout=None)
         for shown in jobs:
@@ -343,9 +383,29 @@ class Delivery:
             embeds.append(embed)
             if shown.state.active:
                 view.add_item(ui.JobButton(shown.id, "cancel"))
-        message_id: Any = job.response_message_id or "@original"
         try:
             await webhook.edit_message(message_id, embeds=embeds, view=view if view.children else None)
+        except discord.HTTPException as error:
+            log.info("job %s: progress edit refused (%s)", job.id, error.status)
+            return False
+        return True
+
+    async def _edit_compare_card(self, webhook: discord.Webhook, message_id: Any, job: Job, jobs: list[Job],
+                                 blind: bool, slot_a: str) -> bool:
+        """The /compare answer: A first, cancel buttons naming their half; one neutral card when blind."""
+        if blind:
+            embeds = [ui.blind_compare_embed(jobs, slot_a, compare_id=job.compare_id)]
+        else:
+            embeds = []
+            for _, shown in ui.compare_slots(jobs, slot_a):
+                embed = ui.job_embed(shown, request_from_json(shown.model, shown.request_json))
+                if shown.state in (JobState.FAILED, JobState.CANCELED):
+                    embed.colour = ui.ERROR_COLOUR
+                    embed.add_field(name="Why", value=ui.failure_words(shown), inline=False)
+                embeds.append(embed)
+        view = ui.compare_cancel_view(jobs, slot_a, blind=blind)
+        try:
+            await webhook.edit_message(message_id, embeds=embeds, view=view)
         except discord.HTTPException as error:
             log.info("job %s: progress edit refused (%s)", job.id, error.status)
             return False
