@@ -84,3 +84,17 @@ def test_the_fast_start_check_catches_moov_at_the_end(tmp_path) -> None:  # type
     assert_videos_fast_start(SimpleNamespace(files={1: (early, "video/mp4", "a.mp4")}))  # type: ignore[arg-type]
     with pytest.raises(AssertionError, match="not fast-start"):
         assert_videos_fast_start(SimpleNamespace(files={2: (late, "video/mp4", "b.mp4")}))  # type: ignore[arg-type]
+
+
+async def test_job_show_fits_the_video_too(harness: BotHarness) -> None:
+    server = harness.server
+    room = await small_room(harness)
+    await harness.invoke("/kling", user=server.alice, channel=room, prompt="Show me again.")
+    [job_id] = await job_ids(harness, server.alice)
+    await harness.wait_job(job_id, JobState.DELIVERED)
+    shown = await harness.invoke("/job show", user=server.alice, channel=room, id=job_id)
+    [followup_id] = await shown.wait_followups(1, within=30)
+    [message] = [m for m in server.all_messages() if m["id"] == str(followup_id)]
+    assert message["flags"] & 64
+    [video] = video_attachments(message)
+    assert video["filename"] == f"kling-job{job_id}.mp4" and len(await download(harness, video)) <= LIMIT
