@@ -125,6 +125,9 @@ class Delivery:
                 log.warning("job %s: could not prepare %s (%s); posting it as it is", job.id, item.name, error)
                 fitted.append(item)
                 continue
+            if prepared.action != "as-is":
+                log.info("job %s: %s %s for a %d-byte limit (%d bytes, %dx%d)", job.id, item.name, prepared.action,
+                         limit, prepared.size, prepared.width, prepared.height)
             fitted.append(replace(item, path=prepared.path, size=prepared.size,
                                   reencoded=item.reencoded or prepared.action == "re-encoded"))
         return replace(post, files=fitted)

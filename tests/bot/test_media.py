@@ -140,3 +140,17 @@ def test_blind_clip_is_trimmed_silent_and_untagged(tmp_path: Path) -> None:
     assert b"Sora" not in data and b"OpenAI" not in data
     with av.open(str(clip.path)) as container:
         assert not any("sora" in str(value).lower() for value in container.metadata.values())
+
+
+async def test_encoder_runs_in_a_child_process_and_reports_errors(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "big.mp4", seconds=1)
+    encoder = media.Encoder(1)
+    limit = src.stat().st_size // 2
+    prepared = await encoder.prepare(src, tmp_path / "work", limit)
+    assert prepared.action == "re-encoded" and prepared.size <= limit and prepared.path.exists()
+    clip = await encoder.blind(src, tmp_path / "B.mp4", seconds=0.5, max_bytes=None)
+    assert media.probe(clip.path).audio_codec is None and abs(media.probe(clip.path).duration - 0.5) < 0.01
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a video" * 10)
+    with pytest.raises(media.MediaError):
+        await encoder.prepare(junk, tmp_path / "work", limit)
