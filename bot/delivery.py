@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,13 @@ class Post:
     embed: discord.Embed | None = None
     files: list[Attachment] = field(default_factory=list)
     view: discord.ui.View | None = None
+
+
+@dataclass(frozen=True)
+class BlindShape:
+    seconds: float
+    fps: Fraction
+    size: tuple[int, int]
 
 
 class Delivery:
@@ -272,7 +280,7 @@ class Delivery:
         embed = discord.Embed(title=title, colour=ui.SORA_COLOUR)
         first = request_from_json(job.model, job.request_json)
         embed.description = ui.quote(first.prompt)
-        blind_seconds = await self._blind_length(compare, pair, ready) if compare.blind else None
+        shape = await self._blind_shape(compare, ready) if compare.blind else None
         for slot in ("a", "b"):
             model = compare.model_in(slot)
             member = pair.get(model)
@@ -280,8 +288,8 @@ class Delivery:
             if member is not None and model in ready:
                 attachment = self._attachment(member, f"{slot.upper()}.mp4" if compare.blind
                                               else f"{slot.upper()}-{model}.mp4")
-                if attachment is not None and blind_seconds is not None:
-                    attachment = await self._blind_attachment(compare.id, slot, attachment, blind_seconds)
+                if attachment is not None and shape is not None:
+                    attachment = await self._blind_attachment(compare.id, slot, attachment, shape)
                 if attachment is not None:
                     files.append(attachment)
                 value = "revealed when you vote" if compare.blind else ui.options_line(request)  # type: ignore[arg-type]
@@ -292,8 +300,8 @@ class Delivery:
             label = request.label if request else model
             name = f"Clip {slot.upper()}" if compare.blind else f"{slot.upper()} · {label}"
             embed.add_field(name=name, value=value, inline=True)
-        if compare.blind and len(files) == 2:
-            embed.set_footer(text=f"Both clips are {blind_seconds:.1f} s and silent, so only the picture counts. "
+        if shape is not None and len(files) == 2:
+            embed.set_footer(text=f"Both clips are {shape.seconds:.1f} s and silent, so only the picture counts. "
                                   "Vote to see which model made which, with the full clips.")
         lines.append(f"<@{job.user_id}> your comparison is ready: which is better?")
         view = discord.ui.View(timeout=None)
@@ -316,23 +324,29 @@ class Delivery:
             await self._edit_original(replace(job, state=JobState.DELIVERED))
         return outcome
 
-    async def _blind_length(self, compare: Any, pair: dict[str, Job], ready: dict[str, Job]) -> float | None:
-        """The common length of a blind pair: the shorter clip's (Kling 5 s vs Sora 4 s must not tell)."""
-        lengths = []
+    async def _blind_shape(self, compare: Any, ready: dict[str, Job]) -> BlindShape | None:
+        """What both clips of a blind pair become: the shorter length (Kling 5 s vs Sora 4 s must not
+        tell), the lower frame rate and the smaller frame size (models differ in those too)."""
+        infos = []
         for member in ready.values():
             if member.result_path and Path(member.result_path).exists():
                 try:
-                    lengths.append(await self.encoder.duration(Path(member.result_path)))
+                    infos.append(await self.encoder.probe(Path(member.result_path)))
                 except media.MediaError as error:
                     log.warning("compare %s: cannot read job %s's video (%s)", compare.id, member.id, error)
-        return min(lengths) if lengths else None
+        if not infos:
+            return None
+        smallest = min(infos, key=lambda info: info.width * info.height)
+        return BlindShape(min(info.duration for info in infos), min(info.fps for info in infos),
+                          (smallest.width, smallest.height))
 
     async def _blind_attachment(self, compare_id: int, slot: str, attachment: Attachment,
-                                seconds: float) -> Attachment | None:
-        """The clip trimmed to `seconds`, silent and untagged; never the original (it would give the model away)."""
+                                shape: BlindShape) -> Attachment | None:
+        """The clip in the pair's common shape, silent and untagged; never the original (it would tell)."""
         dest = self.prepared_dir / f"cmp{compare_id}" / f"{slot.upper()}.mp4"
         try:
-            clip = await self.encoder.blind(attachment.path, dest, seconds=seconds, max_bytes=None)
+            clip = await self.encoder.blind(attachment.path, dest, seconds=shape.seconds, fps=shape.fps,
+                                            size=shape.size)
         except (media.MediaError, OSError) as error:
             log.warning("compare %s: blind clip %s failed (%s)", compare_id, slot, error)
             return None

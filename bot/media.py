@@ -44,6 +44,10 @@ AUDIO_SHARE = 0.15  # audio may take at most this share of the budget, or it get
 MIN_BITS_PER_PIXEL = 0.05
 MIN_SHORT_SIDE = 144
 MIN_VIDEO_BITRATE = 40_000
+# x264's VBV caps what is sent by t seconds at maxrate * t + the buffer's initial fill (90 %), so
+# with maxrate = the target bitrate and a one-second buffer the total cannot pass the budget even
+# on a short, noisy clip where plain ABR overshoots by 20 % and more.
+VBV_SECONDS = 1.0
 RETRY_FACTOR = 0.9  # the second attempt aims this far below the first one's measured overshoot
 PRESET = "veryfast"
 QUALITY_CRF = 20  # for re-encodes that only change codecs, not size
@@ -176,7 +180,8 @@ def plan_fit(info: MediaInfo, max_bytes: int, *, keep_audio: bool = True, second
     audio_rate: int | None = None
     if keep_audio and info.audio_codec is not None:
         audio_rate = next((rate for rate in AUDIO_BITRATES if rate <= total_rate * AUDIO_SHARE), AUDIO_BITRATES[-1])
-    video_rate = int(total_rate - (audio_rate or 0))
+    video_bits = budget_bits - (audio_rate or 0) * duration
+    video_rate = int(video_bits / (duration + 0.9 * VBV_SECONDS))
     if video_rate < MIN_VIDEO_BITRATE:
         raise MediaError(f"{max_bytes} bytes cannot hold {duration:.1f} s of video")
     width, height = info.width, info.height
@@ -221,19 +226,22 @@ def remux(src: Path | str, dest: Path | str, *, audio: bool = True) -> None:
 
 def transcode(src: Path | str, dest: Path | str, *, width: int | None = None, height: int | None = None,
               video_bitrate: int | None = None, audio_bitrate: int | None = 128_000,
-              max_seconds: float | None = None, crf: int = QUALITY_CRF, preset: str = PRESET) -> None:
+              max_seconds: float | None = None, crf: int = QUALITY_CRF, preset: str = PRESET,
+              fps: Fraction | float | None = None) -> None:
     """Re-encode to fast-start H.264 yuv420p (+ AAC), optionally resized, rate-capped, trimmed, silent.
 
     `video_bitrate` None means constant quality (`crf`); `audio_bitrate` None drops the audio.
-    Frames are renumbered at the source's frame rate, so duration and frame count are kept (or cut
-    exactly at `max_seconds`). Nothing from the source's metadata is carried over.
+    Frames are renumbered at the source's frame rate (or converted to `fps`, nearest frame), so
+    duration and frame count are kept (or cut exactly at `max_seconds`). Nothing from the
+    source's metadata is carried over.
     """
     dest = Path(dest)
     with _atomic(dest) as tmp, av.open(str(src)) as source, \
             av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
         in_video = source.streams.video[0]
         in_audio = source.streams.audio[0] if source.streams.audio and audio_bitrate is not None else None
-        fps = Fraction(in_video.average_rate or in_video.base_rate or 24).limit_denominator(1001)
+        source_fps = Fraction(in_video.average_rate or in_video.base_rate or 24).limit_denominator(1001)
+        fps = Fraction(fps).limit_denominator(1001) if fps else source_fps
         width = width or in_video.codec_context.width
         height = height or in_video.codec_context.height
         video = out.add_stream("libx264", rate=fps)
@@ -244,9 +252,8 @@ def transcode(src: Path | str, dest: Path | str, *, width: int | None = None, he
             options["crf"] = str(crf)
         else:
             video.bit_rate = video_bitrate
-            # Cap peaks too, so the average lands near the target even on a few-second clip.
-            options["maxrate"] = str(int(video_bitrate * 1.5))
-            options["bufsize"] = str(int(video_bitrate * 2))
+            options["maxrate"] = str(video_bitrate)  # see VBV_SECONDS
+            options["bufsize"] = str(int(video_bitrate * VBV_SECONDS))
         video.options = options
         audio = None
         if in_audio is not None:
@@ -254,21 +261,32 @@ def transcode(src: Path | str, dest: Path | str, *, width: int | None = None, he
             audio.bit_rate = audio_bitrate
             audio.layout = in_audio.codec_context.layout.name if in_audio.codec_context.layout else "stereo"
         limit = max_seconds if max_seconds is not None else math.inf
+        half_step = 0.5 / float(source_fps)
         index = 0
+        last: av.VideoFrame | None = None
+
+        def emit(frame: av.VideoFrame) -> None:
+            nonlocal index
+            picture = frame.reformat(width=video.width, height=video.height, format="yuv420p")
+            picture.pts, picture.time_base = index, video.codec_context.time_base
+            index += 1
+            out.mux(video.encode(picture))
+
         streams = [in_video] + ([in_audio] if in_audio is not None else [])
         for packet in source.demux(streams):
             for frame in packet.decode():
                 start = frame.time if frame.time is not None else 0.0
                 if isinstance(frame, av.VideoFrame):
-                    if start >= limit - 1e-6:
-                        continue
-                    picture = frame.reformat(width=video.width, height=video.height, format="yuv420p")
-                    picture.pts, picture.time_base = index, video.codec_context.time_base
-                    index += 1
-                    out.mux(video.encode(picture))
+                    last = frame
+                    # Nearest-frame rate conversion: at the source's own rate, exactly one output per input.
+                    while index < fps * (start + half_step) and index < fps * limit - 1e-6:
+                        emit(frame)
                 elif audio is not None and start < limit - 1e-6:
                     frame.pts = None
                     out.mux(audio.encode(frame))
+        if max_seconds is not None and last is not None:  # a source a frame short still gets its full length
+            while index < round(fps * max_seconds):
+                emit(last)
         out.mux(video.encode(None))
         if audio is not None:
             out.mux(audio.encode(None))
@@ -324,15 +342,17 @@ def prepare_for_post(src: Path | str, work_dir: Path | str, max_bytes: int) -> P
     return Prepared(src, info.size, "over-limit", info.width, info.height, derived=False)
 
 
-def blind_clip(src: Path | str, dest: Path | str, *, seconds: float, max_bytes: int | None = None) -> Prepared:
-    """A /compare clip that cannot give its model away: `seconds` long, silent, no source tags (blocking)."""
+def blind_clip(src: Path | str, dest: Path | str, *, seconds: float, max_bytes: int | None = None,
+               fps: Fraction | float | None = None, size: tuple[int, int] | None = None) -> Prepared:
+    """A /compare clip that cannot give its model away (blocking): `seconds` long, silent, no source
+    tags, and, when given, at the pair's common frame rate and frame size (models differ in both)."""
     info = probe(src)
     plan = plan_fit(info, max_bytes, keep_audio=False, seconds=min(seconds, info.duration)) \
         if max_bytes is not None and info.size > max_bytes * 0.8 else None
     for _ in (1, 2):
-        transcode(src, dest, audio_bitrate=None, max_seconds=seconds,
-                  width=plan.width if plan else None, height=plan.height if plan else None,
-                  video_bitrate=plan.video_bitrate if plan else None)
+        width, height = (plan.width, plan.height) if plan else size or (None, None)
+        transcode(src, dest, audio_bitrate=None, max_seconds=seconds, width=width, height=height,
+                  video_bitrate=plan.video_bitrate if plan else None, fps=fps)
         size = Path(dest).stat().st_size
         if max_bytes is None or size <= max_bytes:
             break
@@ -375,11 +395,14 @@ class Encoder:
     async def prepare(self, src: Path, work_dir: Path, max_bytes: int) -> Prepared:
         return await self._run("prepare", str(src), str(work_dir), str(max_bytes))
 
-    async def blind(self, src: Path, dest: Path, *, seconds: float, max_bytes: int | None) -> Prepared:
-        return await self._run("blind", str(src), str(dest), repr(seconds), str(max_bytes or 0))
+    async def blind(self, src: Path, dest: Path, *, seconds: float, max_bytes: int | None = None,
+                    fps: Fraction | None = None, size: tuple[int, int] | None = None) -> Prepared:
+        width, height = size or (0, 0)
+        return await self._run("blind", str(src), str(dest), repr(seconds), str(max_bytes or 0), str(fps or 0),
+                               str(width), str(height))
 
-    async def duration(self, src: Path) -> float:
-        return (await asyncio.to_thread(probe, src)).duration
+    async def probe(self, src: Path) -> MediaInfo:
+        return await asyncio.to_thread(probe, src)
 
 
 def _worker(argv: list[str]) -> int:
@@ -388,7 +411,9 @@ def _worker(argv: list[str]) -> int:
         if argv[0] == "prepare":
             done = prepare_for_post(argv[1], argv[2], int(argv[3]))
         elif argv[0] == "blind":
-            done = blind_clip(argv[1], argv[2], seconds=float(argv[3]), max_bytes=int(argv[4]) or None)
+            size = (int(argv[6]), int(argv[7])) if int(argv[6]) else None
+            done = blind_clip(argv[1], argv[2], seconds=float(argv[3]), max_bytes=int(argv[4]) or None,
+                              fps=Fraction(argv[5]) or None, size=size)
         else:
             print(f"unknown command {argv[0]!r}", file=sys.stderr)
             return 2

@@ -154,3 +154,14 @@ async def test_encoder_runs_in_a_child_process_and_reports_errors(tmp_path: Path
     junk.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a video" * 10)
     with pytest.raises(media.MediaError):
         await encoder.prepare(junk, tmp_path / "work", limit)
+
+
+def test_blind_clips_of_different_rates_and_sizes_come_out_alike(tmp_path: Path) -> None:
+    kling = make_clip(tmp_path / "kling.mp4", width=640, height=360, seconds=2.0, fps=12, audio=False)
+    sora = make_clip(tmp_path / "sora.mp4", width=960, height=540, seconds=1.5, fps=8, audio=True)
+    shape = {"seconds": 1.5, "fps": Fraction(8), "size": (640, 360)}
+    a = media.probe(media.blind_clip(kling, tmp_path / "A.mp4", **shape).path)  # type: ignore[arg-type]
+    b = media.probe(media.blind_clip(sora, tmp_path / "B.mp4", **shape).path)  # type: ignore[arg-type]
+    for info in (a, b):
+        assert (info.width, info.height, info.fps, info.frames, info.audio_codec) == (640, 360, 8, 12, None)
+        assert abs(info.duration - 1.5) < 0.01
