@@ -393,6 +393,9 @@ class Encoder:
         return Prepared(**{**fields, "path": Path(fields["path"])})
 
     async def prepare(self, src: Path, work_dir: Path, max_bytes: int) -> Prepared:
+        info = await asyncio.to_thread(probe, src)  # milliseconds; most files need nothing more
+        if info.size <= max_bytes and info.postable_codecs and info.faststart:
+            return Prepared(src, info.size, "as-is", info.width, info.height, derived=False)
         return await self._run("prepare", str(src), str(work_dir), str(max_bytes))
 
     async def blind(self, src: Path, dest: Path, *, seconds: float, max_bytes: int | None = None,
