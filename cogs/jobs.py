@@ -75,7 +75,7 @@ class Jobs(commands.Cog):
         kwargs: dict = {"embed": embed, "ephemeral": True}
         path = Path(job.result_path) if job.result_path else None
         link = self.bot.delivery.public_link(job)
-        if path is not None and path.exists() and not await self._ready_to_post(path, upload_limit(interaction)):
+        if path is not None and path.exists() and await self._needs_work(path, upload_limit(interaction)):
             await self._show_prepared(interaction, job, path, embed, link)
             return
         if path is not None and path.exists():
@@ -92,13 +92,21 @@ class Jobs(commands.Cog):
         await interaction.response.send_message(**kwargs)
 
     @staticmethod
-    async def _ready_to_post(path: Path, limit: int) -> bool:
-        """Fast-start H.264/AAC under the limit (or unreadable: then it is shown as it is, as before)."""
+    async def _needs_work(path: Path, limit: int) -> bool:
+        """True when a remux or a re-encode would make the file postable here; False when it already is,
+        cannot be read, or cannot fit even re-encoded (then it is attached or linked at once, as before)."""
         try:
             info = await asyncio.to_thread(media.probe, path)
         except (media.MediaError, OSError):
-            return True
-        return info.size <= limit and info.postable_codecs and info.faststart
+            return False
+        if info.size <= limit and info.postable_codecs and info.faststart:
+            return False
+        if info.size > limit:
+            try:
+                media.plan_fit(info, limit)
+            except media.MediaError:
+                return False
+        return True
 
     async def _show_prepared(self, interaction: discord.Interaction, job: Job, path: Path, embed: discord.Embed,
                              link: str | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import av
 import pytest
@@ -60,7 +61,8 @@ async def test_reencoded_video_also_links_the_full_quality_file(harness: BotHarn
     result = await harness.wait_for_message(room, is_result(job_id))
     [video] = video_attachments(result)
     assert len(await download(harness, video)) <= LIMIT
-    assert f"full quality: https://videos.example.test/videos/job{job_id}.mp4" in result["content"]
+    assert re.search(rf"full quality: https://videos\.example\.test/videos/job{job_id}-\d+-[A-Za-z0-9_-]+\.mp4",
+                     result["content"]), result["content"]
 
 
 async def test_video_under_the_limit_is_posted_unchanged(harness: BotHarness) -> None:
