@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     video_link_hours: float = Field(default=72.0, gt=0, le=24 * 365)  # how long a posted video link works
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
+    media_parallel_encodes: int = Field(default=1, ge=1, le=8)  # re-encodes of over-limit videos at once
 
     # Providers
     kling_provider: KlingProvider = "simulated"

@@ -2,7 +2,9 @@
 
 Routes, in order: the channel itself when the bot may post there (guild install or the bot's own
 DM), a followup while the interaction token lives, then a DM. The MP4 is attached when it fits
-the upload limit of that route, otherwise linked. Channel and DM posts carry the nonce `job<id>`
+the upload limit of that route; a file over it is re-encoded to fit first (bot/media.py), and every
+posted MP4 is fast-start H.264/AAC (remuxed when a provider's is not). Only a file that cannot fit
+even re-encoded is linked instead. Channel and DM posts carry the nonce `job<id>`
 with `enforce_nonce`, so a retry after a crash returns the message already posted instead of a
 second one.
 """
@@ -10,15 +12,17 @@ second one.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import discord
 
-from bot import ui
+from bot import media, ui
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.faults import crash_point
@@ -41,6 +45,7 @@ class Attachment:
     name: str
     size: int
     link: str | None  # where to find it when it is over the upload limit
+    reencoded: bool = False  # a smaller copy was attached: the link (if any) has the full quality
 
 
 @dataclass
@@ -49,6 +54,13 @@ class Post:
     embed: discord.Embed | None = None
     files: list[Attachment] = field(default_factory=list)
     view: discord.ui.View | None = None
+
+
+@dataclass(frozen=True)
+class BlindShape:
+    seconds: float
+    fps: Fraction
+    size: tuple[int, int]
 
 
 class Delivery:
@@ -63,6 +75,8 @@ class Delivery:
         self.clock = clock
         self.links = VideoLinks(secrets.subkey("video-links"), settings.public_base_url, settings.video_link_hours,
                                 clock)
+        self.encoder = media.Encoder(settings.media_parallel_encodes)
+        self.prepared_dir = settings.video_dir / "prepared"
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -94,9 +108,40 @@ class Delivery:
         return channel if isinstance(channel, discord.abc.Messageable) else None
 
     @staticmethod
-    def _channel_limit(channel: discord.abc.Messageable) -> int:
+    def _channel_limit(channel: discord.abc.Messageable, job: Job) -> int:
+        """The guild's limit, or the interaction's own figure for its channel when that is lower
+        (Discord reports the exact per-channel limit in the interaction, the guild only its tier)."""
         guild = getattr(channel, "guild", None)
-        return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        if job.upload_limit and getattr(channel, "id", None) == job.channel_id:
+            limit = min(limit, job.upload_limit)
+        return limit
+
+    async def _fit(self, job: Job, post: Post, limit: int) -> Post:
+        """The post with each file made postable for `limit`: as it is, remuxed, or re-encoded to fit.
+
+        Derived files live in a per-job folder (reused if a crash makes us run twice) that
+        `_forget_prepared` removes once the post is done.
+        """
+        if not post.files:
+            return post
+        fitted = []
+        for item in post.files:
+            try:
+                prepared = await self.encoder.prepare(item.path, self.prepared_dir / f"job{job.id}", limit)
+            except (media.MediaError, OSError) as error:
+                log.warning("job %s: could not prepare %s (%s); posting it as it is", job.id, item.name, error)
+                fitted.append(item)
+                continue
+            if prepared.action != "as-is":
+                log.info("job %s: %s %s for a %d-byte limit (%d bytes, %dx%d)", job.id, item.name, prepared.action,
+                         limit, prepared.size, prepared.width, prepared.height)
+            fitted.append(replace(item, path=prepared.path, size=prepared.size,
+                                  reencoded=item.reencoded or prepared.action == "re-encoded"))
+        return replace(post, files=fitted)
+
+    def _forget_prepared(self, job: Job) -> None:
+        shutil.rmtree(self.prepared_dir / f"job{job.id}", ignore_errors=True)
 
     @staticmethod
     def _retryable(error: discord.HTTPException) -> bool:
@@ -124,7 +169,9 @@ class Delivery:
                 notes.append(f"{route}: {error.code or error.status}")
                 continue
             if result is not None:
+                self._forget_prepared(job)
                 return result
+        self._forget_prepared(job)
         return Delivered(None, note="no route to the user (" + ", ".join(notes) + ")")
 
     async def _send_via(self, route: str, job: Job, post: Post, *, nonce: str | None) -> Delivered | None:
@@ -132,12 +179,13 @@ class Delivery:
             channel = await self._channel(job)
             if channel is None:
                 return None
-            return await self._send_messageable(channel, job, post, self._channel_limit(channel), nonce)
+            return await self._send_messageable(channel, job, post, self._channel_limit(channel, job), nonce)
         if route == "followup":
             webhook = self._webhook(job)
             if webhook is None:
                 return None
             limit = job.upload_limit or DEFAULT_UPLOAD_LIMIT
+            post = await self._fit(job, post, limit)
             kwargs = self._kwargs(job, post, limit)
             try:
                 message = await webhook.send(wait=True, **kwargs)
@@ -152,6 +200,7 @@ class Delivery:
 
     async def _send_messageable(self, channel: discord.abc.Messageable, job: Job, post: Post, limit: int,
                                 nonce: str | None) -> Delivered:
+        post = await self._fit(job, post, limit)
         try:
             message = await channel.send(nonce=nonce, **self._kwargs(job, post, limit))
         except discord.HTTPException as error:
@@ -172,6 +221,8 @@ class Delivery:
         for item in post.files:
             if item.size <= limit:
                 files.append(discord.File(item.path, filename=item.name))
+                if item.reencoded and item.link:
+                    lines.append(f"`{item.name}` was re-encoded to fit the upload limit; full quality: {item.link}")
             elif item.link:
                 lines.append(f"`{item.name}` is {item.size / 1048576:.1f} MiB, over the upload limit: {item.link}")
             else:
@@ -225,30 +276,43 @@ class Delivery:
                  or j.id == job.id}
         files: list[Attachment] = []
         lines = []
-        embed = discord.Embed(title=f"Kling vs Sora · compare #{compare.id}", colour=ui.SORA_COLOUR)
+        title = f"Blind compare #{compare.id}" if compare.blind else f"Kling vs Sora · compare #{compare.id}"
+        embed = discord.Embed(title=title, colour=ui.SORA_COLOUR)
         first = request_from_json(job.model, job.request_json)
         embed.description = ui.quote(first.prompt)
+        shape = await self._blind_shape(compare, ready) if compare.blind else None
         for slot in ("a", "b"):
             model = compare.model_in(slot)
             member = pair.get(model)
             request = request_from_json(member.model, member.request_json) if member else None
-            name = slot.upper() if compare.blind else (request.label if request else model)
             if member is not None and model in ready:
                 attachment = self._attachment(member, f"{slot.upper()}.mp4" if compare.blind
                                               else f"{slot.upper()}-{model}.mp4")
+                if attachment is not None and shape is not None:
+                    attachment = await self._blind_attachment(compare.id, slot, attachment, shape)
                 if attachment is not None:
                     files.append(attachment)
-                value = "hidden until you vote" if compare.blind else ui.options_line(request)  # type: ignore[arg-type]
+                value = "revealed when you vote" if compare.blind else ui.options_line(request)  # type: ignore[arg-type]
+            elif compare.blind:  # the reason could name the model
+                value = "did not finish (refunded)"
             else:
                 value = "failed (refunded)" if member is None else f"{member.state.value}: " + ui.failure_words(member)
-            embed.add_field(name=f"{slot.upper()} · {name}", value=value, inline=True)
+            label = request.label if request else model
+            name = f"Clip {slot.upper()}" if compare.blind else f"{slot.upper()} · {label}"
+            embed.add_field(name=name, value=value, inline=True)
+        if shape is not None and len(files) == 2:
+            embed.set_footer(text=f"Both clips are {shape.seconds:.1f} s and silent, so only the picture counts. "
+                                  "Vote to see which model made which, with the full clips.")
         lines.append(f"<@{job.user_id}> your comparison is ready: which is better?")
         view = discord.ui.View(timeout=None)
         if len(files) == 2:
             view.add_item(ui.VoteButton(compare.id, "a", "A is better"))
             view.add_item(ui.VoteButton(compare.id, "b", "B is better"))
         post = Post(content="\n".join(lines), embed=embed, files=files, view=view)
-        outcome = await self._send(job, post, nonce=f"cmp{compare.id}")
+        try:
+            outcome = await self._send(job, post, nonce=f"cmp{compare.id}")
+        finally:
+            shutil.rmtree(self.prepared_dir / f"cmp{compare.id}", ignore_errors=True)
         if outcome.message_id is not None and partner is not None and partner.state is JobState.DOWNLOADED:
             try:
                 await self.store.jobs.update(partner.id, state=JobState.DELIVERED,
@@ -259,6 +323,34 @@ class Delivery:
         if outcome.message_id is not None:
             await self._edit_original(replace(job, state=JobState.DELIVERED))
         return outcome
+
+    async def _blind_shape(self, compare: Any, ready: dict[str, Job]) -> BlindShape | None:
+        """What both clips of a blind pair become: the shorter length (Kling 5 s vs Sora 4 s must not
+        tell), the lower frame rate and the smaller frame size (models differ in those too)."""
+        infos = []
+        for member in ready.values():
+            if member.result_path and Path(member.result_path).exists():
+                try:
+                    infos.append(await self.encoder.probe(Path(member.result_path)))
+                except media.MediaError as error:
+                    log.warning("compare %s: cannot read job %s's video (%s)", compare.id, member.id, error)
+        if not infos:
+            return None
+        smallest = min(infos, key=lambda info: info.width * info.height)
+        return BlindShape(min(info.duration for info in infos), min(info.fps for info in infos),
+                          (smallest.width, smallest.height))
+
+    async def _blind_attachment(self, compare_id: int, slot: str, attachment: Attachment,
+                                shape: BlindShape) -> Attachment | None:
+        """The clip in the pair's common shape, silent and untagged; never the original (it would tell)."""
+        dest = self.prepared_dir / f"cmp{compare_id}" / f"{slot.upper()}.mp4"
+        try:
+            clip = await self.encoder.blind(attachment.path, dest, seconds=shape.seconds, fps=shape.fps,
+                                            size=shape.size)
+        except (media.MediaError, OSError) as error:
+            log.warning("compare %s: blind clip %s failed (%s)", compare_id, slot, error)
+            return None
+        return Attachment(clip.path, attachment.name, clip.size, link=None)
 
     async def ended(self, job: Job) -> None:
         """Tell the user a job failed or was canceled, and that the credits came back."""
@@ -290,9 +382,14 @@ class Delivery:
         if webhook is None:
             return False
         jobs = [job]
+        compare = None
         if job.compare_id is not None:
             pair = await self.store.jobs.compare_jobs(job.compare_id)
             jobs = [job if other.id == job.id else other for other in pair]
+            compare = await self.store.jobs.get_compare(job.compare_id)
+        message_id: Any = job.response_message_id or "@original"
+        if compare is not None:
+            return await self._edit_compare_card(webhook, message_id, job, jobs, compare.blind, compare.slot_a)
         embeds = []
         view = discord.ui.View(timeout=None)
         for shown in jobs:
@@ -303,9 +400,29 @@ class Delivery:
             embeds.append(embed)
             if shown.state.active:
                 view.add_item(ui.JobButton(shown.id, "cancel"))
-        message_id: Any = job.response_message_id or "@original"
         try:
             await webhook.edit_message(message_id, embeds=embeds, view=view if view.children else None)
+        except discord.HTTPException as error:
+            log.info("job %s: progress edit refused (%s)", job.id, error.status)
+            return False
+        return True
+
+    async def _edit_compare_card(self, webhook: discord.Webhook, message_id: Any, job: Job, jobs: list[Job],
+                                 blind: bool, slot_a: str) -> bool:
+        """The /compare answer: A first, cancel buttons naming their half; one neutral card when blind."""
+        if blind:
+            embeds = [ui.blind_compare_embed(jobs, slot_a, compare_id=job.compare_id)]
+        else:
+            embeds = []
+            for _, shown in ui.compare_slots(jobs, slot_a):
+                embed = ui.job_embed(shown, request_from_json(shown.model, shown.request_json))
+                if shown.state in (JobState.FAILED, JobState.CANCELED):
+                    embed.colour = ui.ERROR_COLOUR
+                    embed.add_field(name="Why", value=ui.failure_words(shown), inline=False)
+                embeds.append(embed)
+        view = ui.compare_cancel_view(jobs, slot_a, blind=blind)
+        try:
+            await webhook.edit_message(message_id, embeds=embeds, view=view)
         except discord.HTTPException as error:
             log.info("job %s: progress edit refused (%s)", job.id, error.status)
             return False

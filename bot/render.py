@@ -56,12 +56,15 @@ def render_video(
     prompt: str,
     first_frame: Path | None = None,
     seed: int = 0,
+    show_length: bool = True,
 ) -> None:
     """Write an H.264 MP4 of exactly `width` x `height` and `seconds * fps` frames to `path`.
 
     With `audio`, an AAC track of the same length is added; without it the file has no audio
     stream at all (Kling has none). `first_frame` (any size, scaled to fit) opens the clip and
-    fades into the animation. A crash never leaves a partial file at `path`.
+    fades into the animation. Without `show_length` the clip burns in neither its total length nor
+    a progress bar (a blind /compare trims clips to one length; "/ 5 s" would name the model).
+    The `moov` box is written first (fast start). A crash never leaves a partial file at `path`.
     """
     if width <= 0 or height <= 0 or width % 2 or height % 2:
         raise ValueError(f"frame size must be positive and even for yuv420p (got {width}x{height})")
@@ -74,7 +77,7 @@ def render_video(
     tmp = Path(tmp_name)
     try:
         _encode(tmp, width=width, height=height, seconds=seconds, fps=fps, audio=audio, title=title,
-                prompt=prompt, first_frame=first_frame, seed=seed)
+                prompt=prompt, first_frame=first_frame, seed=seed, show_length=show_length)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -108,7 +111,7 @@ def probe_video(path: Path | str) -> VideoInfo:
 
 
 def _encode(tmp: Path, *, width: int, height: int, seconds: int, fps: int, audio: bool, title: str, prompt: str,
-            first_frame: Path | None, seed: int) -> None:
+            first_frame: Path | None, seed: int, show_length: bool = True) -> None:
     scale = min(width, height) / 720
     hue = (seed * 47) % 360
     strip = _gradient_strip(width, height, hue)
@@ -145,8 +148,10 @@ def _encode(tmp: Path, *, width: int, height: int, seconds: int, fps: int, audio
             frame.paste(sprite, (x, y), sprite)
             frame.paste(panel, panel_at, panel)
             draw = ImageDraw.Draw(frame)
-            draw.rectangle((0, height - bar_height, round(width * (index + 1) / total), height), fill=(255, 255, 255))
-            stamp = f"{t:4.1f} s / {seconds} s"
+            if show_length:
+                draw.rectangle((0, height - bar_height, round(width * (index + 1) / total), height),
+                               fill=(255, 255, 255))
+            stamp = f"{t:4.1f} s / {seconds} s" if show_length else f"{t:4.1f} s"
             draw.text((width - margin, height - bar_height - margin // 2), stamp, fill=(235, 235, 245), font=small,
                       anchor="rd")
             if reference is not None and index < hold + fade:

@@ -107,6 +107,9 @@ class VideoRequest(BaseModel):
         default=None, description="Local path of the fetched, resized first frame."
     )
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    blind: bool = Field(
+        default=False, description="Half of a blind /compare: nothing rendered may name the model."
+    )
 
     @property
     def size(self) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import discord
 
-from bot.requests import AnyRequest, KlingRequest, SoraRequest
+from bot.requests import AnyRequest, KlingRequest, SoraRequest, request_from_json
 from storage import Job, JobState
 
 KLING_COLOUR = discord.Colour.from_rgb(0x2E, 0xB8, 0x72)
@@ -119,6 +119,65 @@ def job_embed(job: Job, request: AnyRequest, *, balance: int | None = None, eta:
     return embed
 
 
+def compare_slots(jobs: list[Job], slot_a: str) -> list[tuple[str, Job]]:
+    """The jobs of a /compare as (slot, job) in A, B order; `slot_a` is the model shown as A."""
+    ordered = sorted(jobs, key=lambda job: job.model != slot_a)
+    return list(zip(("A", "B"), ordered, strict=False))
+
+
+def blind_compare_embed(jobs: list[Job], slot_a: str, *, eta: float | None = None, note: str | None = None,
+                        compare_id: int | None = None) -> discord.Embed:
+    """One neutral card for both halves of a blind /compare.
+
+    No model names, no job ids, no per-clip price, length, sound or progress: Kling and Sora
+    differ in all of these, so any of them would tell which clip is which before the vote.
+    """
+    requests = [request_from_json(job.model, job.request_json) for job in jobs]
+    kling = next((r for r in requests if isinstance(r, KlingRequest)), None)
+    length = "short" if kling is None or kling.duration == 5 else "long"
+    orientation = "portrait" if kling is not None and kling.aspect_ratio == "9:16" else "landscape"
+    title = "Blind compare" + (f" #{compare_id}" if compare_id is not None else "")
+    embed = discord.Embed(title=title, colour=SORA_COLOUR, description=quote(requests[0].prompt if requests else ""))
+    embed.add_field(name="Options", value=f"{length} · {orientation} · both clips trimmed to one length, "
+                                          "silent until you vote", inline=False)
+    own_key = all(job.uses_own_key for job in jobs)
+    embed.add_field(name="Cost", value="0 credits (your OpenAI key)" if own_key
+                    else f"{sum(job.price for job in jobs)} credits for both", inline=True)
+    ready = sum(1 for job in jobs if job.state in (JobState.DOWNLOADED, JobState.DELIVERED, JobState.UNDELIVERED))
+    ended = [slot for slot, job in compare_slots(jobs, slot_a) if job.state in (JobState.FAILED, JobState.CANCELED)]
+    if any(job.state is JobState.DELIVERED for job in jobs):
+        status = "Done: vote on the result"
+    elif ended:
+        status = f"Clip {' and '.join(ended)} ended (refunded)"
+    elif ready == len(jobs):
+        status = "Both clips rendered, posting"
+    else:
+        status = f"Rendering · {ready} of {len(jobs)} clips ready"
+    embed.add_field(name="Status", value=status, inline=True)
+    if eta is not None and any(job.state.active for job in jobs):
+        embed.add_field(name="ETA", value=f"about {duration_words(eta)}", inline=True)
+    if note:
+        embed.add_field(name="Note", value=note, inline=False)
+    return embed
+
+
+def compare_cancel_view(jobs: list[Job], slot_a: str, *, blind: bool) -> discord.ui.View | None:
+    """Cancel buttons that say which half they stop.
+
+    Blind: "Cancel A"/"Cancel B", both kept while either half runs (a button vanishing would show
+    which model finished first). Otherwise each names its model and goes when its job ends.
+    """
+    view = discord.ui.View(timeout=None)
+    running = any(job.state.active for job in jobs)
+    for slot, job in compare_slots(jobs, slot_a):
+        if blind and running:
+            view.add_item(JobButton(job.id, "cancel", f"Cancel {slot}"))
+        elif not blind and job.state.active:
+            label = KlingRequest.label if job.model == "kling" else SoraRequest.label
+            view.add_item(JobButton(job.id, "cancel", f"Cancel {label}"))
+    return view if view.children else None
+
+
 def failure_words(job: Job) -> str:
     """Why a job ended, in plain words for the user."""
     code = job.error_code or ""
@@ -153,8 +212,9 @@ ACTIONS = {
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:(?P<id>[0-9]+):(?P<action>[a-z]+)"):
     """A button acting on one job; state lives in the custom_id and SQLite, so restarts don't matter."""
 
-    def __init__(self, job_id: int, action: str) -> None:
-        label, emoji = ACTIONS[action]
+    def __init__(self, job_id: int, action: str, label: str | None = None) -> None:
+        default_label, emoji = ACTIONS[action]
+        label = label or default_label
         style = discord.ButtonStyle.danger if action == "cancel" else discord.ButtonStyle.secondary
         if action == "sora":
             style = discord.ButtonStyle.primary

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import ui
+from bot import media, ui
 from bot.requests import request_from_json
 from cogs._shared import cancel_and_reply, refuse, upload_limit
 from storage import Job, JobState
@@ -73,6 +75,9 @@ class Jobs(commands.Cog):
         kwargs: dict = {"embed": embed, "ephemeral": True}
         path = Path(job.result_path) if job.result_path else None
         link = self.bot.delivery.public_link(job)
+        if path is not None and path.exists() and await self._needs_work(path, upload_limit(interaction)):
+            await self._show_prepared(interaction, job, path, embed, link)
+            return
         if path is not None and path.exists():
             limit = upload_limit(interaction)
             if path.stat().st_size <= limit:
@@ -85,6 +90,44 @@ class Jobs(commands.Cog):
         elif link:
             embed.add_field(name="Video", value=link, inline=False)
         await interaction.response.send_message(**kwargs)
+
+    @staticmethod
+    async def _needs_work(path: Path, limit: int) -> bool:
+        """True when a remux or a re-encode would make the file postable here; False when it already is,
+        cannot be read, or cannot fit even re-encoded (then it is attached or linked at once, as before)."""
+        try:
+            info = await asyncio.to_thread(media.probe, path)
+        except (media.MediaError, OSError):
+            return False
+        if info.size <= limit and info.postable_codecs and info.faststart:
+            return False
+        if info.size > limit:
+            try:
+                media.plan_fit(info, limit)
+            except media.MediaError:
+                return False
+        return True
+
+    async def _show_prepared(self, interaction: discord.Interaction, job: Job, path: Path, embed: discord.Embed,
+                             link: str | None) -> None:
+        """Remux or re-encode the video to post it (can take longer than Discord's 3 s: deferred)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        limit = upload_limit(interaction)
+        work = self.bot.delivery.prepared_dir / f"show{job.id}-{interaction.id}"
+        try:
+            prepared = await self.bot.delivery.encoder.prepare(path, work, limit)
+            name = f"{job.model}-job{job.id}.mp4"
+            if prepared.size <= limit:
+                if prepared.action == "re-encoded" and link:
+                    embed.add_field(name="Full quality", value=link, inline=False)
+                await interaction.followup.send(embed=embed, file=discord.File(prepared.path, filename=name),
+                                                ephemeral=True)
+                return
+            embed.add_field(name="Video", value=link or "Too large to attach here and no public link is configured.",
+                            inline=False)
+            await interaction.followup.send(embed=embed, ephemeral=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     @job.command(name="cancel", description="Stop one of your running jobs (refunded).")
     @app_commands.describe(id="The job number (see /jobs)")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -18,6 +20,7 @@ from discord.ext import commands
 from bot import ui
 from bot.faults import crash_point
 from bot.images import ImageError, check_attachment
+from bot.media import MediaError
 from bot.requests import (
     AnyRequest,
     KlingRequest,
@@ -28,8 +31,8 @@ from bot.requests import (
     request_from_json,
 )
 from bot.service import NoOwnKey
-from cogs._shared import cancel_and_reply, guild_refusal, invocation, refuse
-from storage import ConcurrencyLimit, DailySpendLimit, InsufficientCredits, Job, MemberDailyCap
+from cogs._shared import cancel_and_reply, guild_refusal, invocation, refuse, upload_limit
+from storage import Compare, ConcurrencyLimit, DailySpendLimit, InsufficientCredits, Job, MemberDailyCap
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -112,14 +115,21 @@ class Video(commands.Cog):
             if isinstance(request, KlingRequest) and (hint := kling_prompt_hint(request.prompt)):
                 notes.append(hint)
         note = "\n".join(notes) or None
-        embeds = [
-            ui.job_embed(job, request, balance=created.balance, eta=self.bot.service.eta(request),
-                         has_image=reference_url is not None, note=note if index == len(requests) - 1 else None)
-            for index, (job, request) in enumerate(zip(created.jobs, requests, strict=True))
-        ]
-        view = discord.ui.View(timeout=None)
-        for job in created.jobs:
-            view.add_item(ui.JobButton(job.id, "cancel"))
+        if compare is not None and compare[0]:
+            eta = max(self.bot.service.eta(request) for request in requests)
+            embeds = [ui.blind_compare_embed(created.jobs, compare[1], eta=eta, note=note)]
+        else:
+            embeds = [
+                ui.job_embed(job, request, balance=created.balance, eta=self.bot.service.eta(request),
+                             has_image=reference_url is not None, note=note if index == len(requests) - 1 else None)
+                for index, (job, request) in enumerate(zip(created.jobs, requests, strict=True))
+            ]
+        if compare is not None:
+            view = ui.compare_cancel_view(created.jobs, compare[1], blind=compare[0]) or discord.ui.View()
+        else:
+            view = discord.ui.View(timeout=None)
+            for job in created.jobs:
+                view.add_item(ui.JobButton(job.id, "cancel"))
         # Later edits address this answer as @original, so nothing more is written on the hot path.
         await interaction.response.send_message(embeds=embeds, view=view, allowed_mentions=ui.NO_MENTIONS)
 
@@ -229,8 +239,14 @@ class Video(commands.Cog):
         except (RequestError, ImageError) as error:
             await refuse(interaction, error.message)
             return
-        slot_a = random.choice(("kling", "sora")) if blind else "kling"
-        await self._start(interaction, [kling, sora], reference_url=reference_url, compare=(blind, slot_a))
+        pair: list[AnyRequest] = [kling, sora]
+        slot_a = "kling"
+        if blind:
+            # Random A/B and random creation order: neither the slot nor the lower job id is always Kling.
+            pair = [request.model_copy(update={"blind": True}) for request in pair]
+            random.shuffle(pair)
+            slot_a = random.choice(("kling", "sora"))
+        await self._start(interaction, pair, reference_url=reference_url, compare=(blind, slot_a))
 
     @app_commands.command(name="compare-stats", description="Community win rates of Kling vs Sora in /compare votes.")
     async def compare_stats(self, interaction: discord.Interaction) -> None:
@@ -287,12 +303,45 @@ class Video(commands.Cog):
                                                guild_id=interaction.guild_id)
         verb = "Vote recorded" if first else "Vote changed"
         labels = {"kling": KlingRequest.label, "sora": SoraRequest.label}
-        reveal = ""
-        if compare.blind:
-            reveal = f" A was **{labels[compare.model_in('a')]}**, B was **{labels[compare.model_in('b')]}**."
-        await interaction.response.send_message(
-            f"{verb}: you preferred {slot.upper()} ({labels[winner]}).{reveal}", ephemeral=True
-        )
+        if not compare.blind:
+            await interaction.response.send_message(
+                f"{verb}: you preferred {slot.upper()} ({labels[winner]}).", ephemeral=True
+            )
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the full clips may need fitting
+        reveal = f" A was **{labels[compare.model_in('a')]}**, B was **{labels[compare.model_in('b')]}**."
+        await self._reveal(interaction, compare,
+                           f"{verb}: you preferred {slot.upper()} ({labels[winner]}).{reveal}")
+
+    async def _reveal(self, interaction: discord.Interaction, compare: Compare, text: str) -> None:
+        """After a blind vote: the full clips (own length, with sound), named by model, for the voter only."""
+        delivery = self.bot.delivery
+        limit = upload_limit(interaction)
+        work = delivery.prepared_dir / f"reveal{compare.id}-{interaction.user.id}"
+        files: list[discord.File] = []
+        lines = [text]
+        try:
+            jobs = {job.model: job for job in await self.bot.store.jobs.compare_jobs(compare.id)}
+            for slot in ("a", "b"):
+                model = compare.model_in(slot)
+                job = jobs.get(model)
+                name = f"{slot.upper()}-{model}.mp4"
+                if job is None or not job.result_path or not Path(job.result_path).exists():
+                    lines.append(f"`{name}`: the full clip is no longer kept.")
+                    continue
+                try:
+                    prepared = await delivery.encoder.prepare(Path(job.result_path), work, limit)
+                except MediaError:
+                    prepared = None
+                if prepared is not None and prepared.size <= limit:
+                    files.append(discord.File(prepared.path, filename=name))
+                elif link := delivery.public_link(job):
+                    lines.append(f"`{name}` is over the upload limit: {link}")
+                else:
+                    lines.append(f"`{name}` is over the upload limit: use `/job show {job.id}`.")
+            await interaction.followup.send("\n".join(lines), files=files, ephemeral=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _days(days: float) -> str:

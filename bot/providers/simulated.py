@@ -210,7 +210,10 @@ class SimulatedProvider(VideoProvider):
             width, height = request.size
             render = asyncio.create_task(asyncio.to_thread(
                 render_video, output, width=width, height=height, seconds=request.seconds,
-                fps=self.settings.simulated_fps, audio=request.has_audio, title=f"{request.label} (simulated)",
+                fps=self.settings.simulated_fps, audio=request.has_audio,
+                # A blind /compare clip must not name its model, nor its length (which does too).
+                title="Simulated clip" if request.blind else f"{request.label} (simulated)",
+                show_length=not request.blind,
                 prompt=request.prompt, first_frame=reference if reference and reference.exists() else None,
                 seed=request.seed if request.seed is not None else task["job_id"],
             ))

@@ -41,7 +41,8 @@ def test_secrets_are_not_shown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     ("variable", "value"),
     [("KLING_PROVIDER", "openai"), ("SORA_PROVIDER", "kling"), ("SIMULATED_SPEED", "0"), ("MAX_CONCURRENT_JOBS", "x"),
      ("OWNER_IDS", "123,@alice"), ("OWNER_IDS", "-5"), ("DAILY_SPEND_LIMIT", "-1"), ("DAILY_SPEND_LIMIT", "lots"),
-     ("NEW_ACCOUNT_MIN_DAYS", "-1"), ("VIDEO_LINK_HOURS", "0"), ("BOT_ROLE", "worker"), ("BOT_ROLE", "gateway")],
+     ("NEW_ACCOUNT_MIN_DAYS", "-1"), ("VIDEO_LINK_HOURS", "0"), ("BOT_ROLE", "worker"), ("BOT_ROLE", "gateway"),
+     ("MEDIA_PARALLEL_ENCODES", "0")],
 )
 def test_bad_setting_is_one_line_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, value: str

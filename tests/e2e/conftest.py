@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.sandbox.discord_server import LoopbackDiscord
-from tests.e2e.harness import BotHarness, FakeClock, LoopbackDriver, e2e_settings
+from tests.e2e.harness import BotHarness, FakeClock, LoopbackDriver, assert_videos_fast_start, e2e_settings
 
 
 @pytest.fixture
@@ -24,6 +24,7 @@ async def server(clock: FakeClock) -> AsyncIterator[LoopbackDiscord]:
         yield discord_server
     finally:
         await discord_server.stop()
+    assert_videos_fast_start(discord_server)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,31 @@ def e2e_settings(tmp_path: Path, server: LoopbackDiscord, **overrides: Any) -> S
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def mp4_box_order(data: bytes) -> list[str]:
+    """The top-level box types of an MP4 held in memory, in file order (ISO/IEC 14496-12 §4.2)."""
+    kinds, offset = [], 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, offset)
+        if size == 1:
+            (size,) = struct.unpack_from(">Q", data, offset + 8)
+        elif size == 0:
+            size = len(data) - offset
+        assert size >= 8, f"corrupt MP4 box at {offset}"
+        kinds.append(kind.decode("latin-1"))
+        offset += size
+    return kinds
+
+
+def assert_videos_fast_start(server: LoopbackDiscord) -> None:
+    """Every MP4 the loopback Discord received has `moov` before `mdat`, so clients can play it at once."""
+    for attachment_id, (data, content_type, name) in server.files.items():
+        if not (name.lower().endswith(".mp4") or content_type == "video/mp4"):
+            continue
+        kinds = mp4_box_order(data)
+        assert "moov" in kinds and "mdat" in kinds, f"{name} ({attachment_id}) is not a complete MP4: {kinds}"
+        assert kinds.index("moov") < kinds.index("mdat"), f"{name} ({attachment_id}) is not fast-start: {kinds}"
 
 
 ClientT = TypeVar("ClientT", bound=discord.Client)

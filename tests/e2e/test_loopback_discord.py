@@ -115,7 +115,7 @@ class TinyBot(commands.Bot):
             await interaction.response.defer(thinking=True)
             if hold:
                 await self.gate.wait()
-            file = discord.File(io.BytesIO(b"v" * size), filename="clip.mp4")
+            file = discord.File(io.BytesIO(b"v" * size), filename="clip.bin")
             await self._record("upload", interaction.followup.send("here", file=file, wait=True))
 
         @tree.command(name="post", description="channel.send, optionally with a nonce and a file")

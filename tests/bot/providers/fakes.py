@@ -33,10 +33,28 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import av
 from aiohttp import web
 from PIL import Image
 
-VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42" + b"fake-video-payload" * 64
+
+def _provider_mp4() -> bytes:
+    """A real, tiny H.264 MP4 with its `moov` box at the end, as some providers write them (the bot
+    must remux it to fast start before posting; the e2e suite checks every posted MP4)."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.options = {"preset": "ultrafast", "threads": "1"}
+        for index in range(4):
+            frame = av.VideoFrame.from_image(Image.new("RGB", (64, 64), (60 * index, 90, 200)))
+            frame.pts = index
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+VIDEO_BYTES = _provider_mp4()
 REPLICATE_TOKEN = "r8_testtoken1234567890"
 OPENAI_KEY = "sk-operator-0123456789abcdef"
 KLING_ACCESS = "kling-access-key"
