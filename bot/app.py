@@ -63,9 +63,13 @@ def run(settings: Settings) -> int:
     except discord.LoginFailure:
         print("Discord rejected DISCORD_TOKEN: check the bot token in .env.", file=sys.stderr)
         return 2
-    except OSError as error:  # e.g. the sandbox console's port is taken
-        if settings.discord_token is None and error.errno in (98, 48):
-            print(f"Port {settings.sandbox_port} is in use: set SANDBOX_PORT to a free port.", file=sys.stderr)
+    except OSError as error:  # e.g. the sandbox console's or the web server's port is taken
+        if error.errno in (98, 48):
+            ports = f"{settings.web_port} (WEB_PORT)" if settings.web_enabled else ""
+            if settings.discord_token is None:
+                ports = " or ".join(filter(None, [f"{settings.sandbox_port} (SANDBOX_PORT)", ports]))
+            print(f"Port {ports} is in use: set it to a free port (WEB_PORT=0 picks one; WEB_ENABLED=false "
+                  "turns the web server off).", file=sys.stderr)
             return 2
         raise
     return 0

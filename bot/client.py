@@ -8,11 +8,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import retention
+from bot import metrics, retention
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.delivery import Delivery
@@ -40,7 +41,12 @@ class VideoBot(commands.Bot):
 
     def __init__(self, settings: Settings, *, providers: ProviderRegistry | None = None,
                  clock: Callable[[], float] = time.time, serve_web: bool = True, **options: Any) -> None:
-        """`serve_web=False` when something else serves the videos (the sandbox console)."""
+        """`serve_web=False` when something else serves the videos and callbacks (the sandbox console).
+
+        Metrics and health are served at WEB_HOST:WEB_PORT either way, unless WEB_ENABLED=false.
+        """
+        self.metrics = metrics.Metrics()
+        self.loop_monitor = metrics.LoopMonitor(self.metrics)
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
@@ -50,6 +56,7 @@ class VideoBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
             allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
+            http_trace=self._ack_trace(),
             **options,
         )
         self.settings = settings
@@ -61,6 +68,9 @@ class VideoBot(commands.Bot):
     async def setup_hook(self) -> None:
         """Open storage and providers; then what the process role asks for (commands, poller, or both)."""
         settings = self.settings
+        # Tasks started from here on (poller, gateway handlers) record into this process's metrics.
+        metrics.current.set(self.metrics)
+        self.loop_monitor.start()
         if settings.database_url and settings.secret_key is None:
             raise RuntimeError("SECRET_KEY must be set with DATABASE_URL: every process has to share it")
         for name in settings.retired_settings():
@@ -73,6 +83,7 @@ class VideoBot(commands.Bot):
                               daily_spend_limit=settings.daily_spend_limit,
                               new_account_min_days=settings.new_account_min_days)
         self.store = await Store.open(settings.database_location, policy)
+        self.store.jobs.watch(self.metrics.job_changed)
         self.providers = self._providers or ProviderRegistry(settings)
         self.delivery = Delivery(self, self.store, settings, self.secrets, clock=self.clock)
         self.poller = Poller(self.store, self.providers, settings, notifier=self.delivery, secrets=self.secrets,
@@ -91,9 +102,38 @@ class VideoBot(commands.Bot):
                                                                         settings.video_dir / "refs"),
                                                   name="retention")
         self.web: WebServer | None = None
-        if settings.public_base_url and self._serve_web:
-            self.web = WebServer(self)
+        if settings.web_enabled:
+            self.web = WebServer(self, serve_files=bool(settings.public_base_url and self._serve_web))
             await self.web.start()
+            log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)", settings.web_host,
+                     self.web.port)
+
+    def _ack_trace(self) -> aiohttp.TraceConfig:
+        """Time interaction acknowledgements: from the gateway event to Discord's answer to the callback."""
+        trace = aiohttp.TraceConfig()
+
+        async def on_request_end(session: Any, context: Any, params: aiohttp.TraceRequestEndParams) -> None:
+            parts = params.url.path.rstrip("/").split("/")
+            if len(parts) >= 4 and parts[-1] == "callback" and parts[-4] == "interactions" \
+                    and parts[-3].isdigit() and params.response.status < 400:
+                self.metrics.interaction_acknowledged(int(parts[-3]))
+
+        trace.on_request_end.append(on_request_end)
+        return trace
+
+    def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        if event_name == "interaction" and args:
+            self.metrics.interaction_received(args[0].id)
+        super().dispatch(event_name, *args, **kwargs)
+
+    def gateway_connected(self) -> bool:
+        """Ready and every gateway socket open (all shards for a sharded bot)."""
+        if not self.is_ready() or self.is_closed():
+            return False
+        shards = getattr(self, "shards", None)
+        if isinstance(shards, dict) and shards:
+            return all(not shard.is_closed() for shard in shards.values())
+        return self.ws is not None and self.ws.open
 
     async def load_operators(self) -> None:
         """Operators (may mint credits and set prices): OWNER_IDS plus the application's owner or team members.
@@ -145,6 +185,7 @@ class VideoBot(commands.Bot):
     async def close(self) -> None:
         if getattr(self, "web", None) is not None:
             await self.web.stop()  # type: ignore[union-attr]
+        await self.loop_monitor.stop()
         if hasattr(self, "_retention"):
             self._retention.cancel()
         if hasattr(self, "poller"):

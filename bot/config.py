@@ -51,8 +51,10 @@ class Settings(BaseSettings):
     keep_videos_hours: float = Field(default=24.0, ge=0)
     public_base_url: str | None = None
     video_link_hours: float = Field(default=72.0, gt=0, le=24 * 365)  # how long a posted video link works
+    web_enabled: bool = True  # metrics and health; false = no HTTP server (and no /videos, no webhooks)
     web_host: str = "127.0.0.1"
-    web_port: int = Field(default=8080, ge=0, le=65535)
+    web_port: int = Field(default=8080, ge=0, le=65535)  # 0 = any free port (logged at start)
+    health_max_loop_lag_seconds: float = Field(default=5.0, gt=0)
     media_parallel_encodes: int = Field(default=1, ge=1, le=8)  # re-encodes of over-limit videos at once
 
     # Providers
@@ -107,6 +109,7 @@ class Settings(BaseSettings):
     sandbox_port: int = Field(default=8765, ge=0, le=65535)
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("discord_token", "secret_key", mode="before")
     @classmethod
@@ -200,6 +203,11 @@ class Settings(BaseSettings):
         if not self.shard_ids:
             return None
         return [int(part) for part in self.shard_ids.split(",") if part.strip()]
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

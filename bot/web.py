@@ -1,13 +1,15 @@
-"""The bot's own small HTTP server, on when PUBLIC_BASE_URL is set.
+"""The bot's own small HTTP server at WEB_HOST:WEB_PORT (on unless WEB_ENABLED=false).
 
-It serves stored videos under signed, expiring names (bot/links.py) and receives provider
+Always: `/metrics` (Prometheus), `/healthz` and `/readyz` for orchestrators. With PUBLIC_BASE_URL it
+also serves stored videos under signed, expiring names (bot/links.py) and receives provider
 callbacks. A callback is only a wake-up: it makes the job due now and wakes the poller, which then
-asks the provider itself (polling stays the source of truth). The server faces the internet, so
+asks the provider itself (polling stays the source of truth). The server may face the internet, so
 every malformed request is answered 4xx with one INFO line, never a 500 with a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot import metrics
 from bot.providers.kling import callback_token
 from bot.providers.webhooks import ReplayGuard, WebhookError, verify
 from storage import JobState
@@ -68,18 +71,27 @@ def _refuse(route: str, status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
+DB_TIMEOUT = 2.0  # a health check must answer well within an orchestrator's own timeout
+
+
 class WebServer:
-    def __init__(self, bot: VideoBot) -> None:
+    def __init__(self, bot: VideoBot, *, serve_files: bool = True) -> None:
+        """`serve_files=False`: only metrics and health (no PUBLIC_BASE_URL, or the sandbox serves videos)."""
         self.bot = bot
+        self.serve_files = serve_files
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.replays = ReplayGuard()
 
     async def start(self) -> None:
         app = web.Application(client_max_size=1024 * 1024)
-        app.router.add_get("/videos/{name}", self.video)
-        app.router.add_post("/webhooks/replicate", self.replicate)
-        app.router.add_post("/webhooks/kling", self.kling)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        if self.serve_files:
+            app.router.add_get("/videos/{name}", self.video)
+            app.router.add_post("/webhooks/replicate", self.replicate)
+            app.router.add_post("/webhooks/kling", self.kling)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.bot.settings.web_host, self.bot.settings.web_port).start()
@@ -88,6 +100,47 @@ class WebServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    # -- operations ---------------------------------------------------------------------------
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        recorder = self.bot.metrics
+        try:
+            await asyncio.wait_for(recorder.refresh(self.bot.store), DB_TIMEOUT)
+        except Exception as error:  # the in-memory families are still worth serving
+            log.warning("metrics: database-wide families not refreshed (%s)", type(error).__name__)
+        body = recorder.render()
+        return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    async def _problems(self) -> list[str]:
+        """Why this process is unhealthy: a stalled event loop or a database that does not answer."""
+        problems = []
+        stalled = self.bot.loop_monitor.stalled_for()
+        if stalled > self.bot.settings.health_max_loop_lag_seconds:
+            problems.append(f"event loop stalled {stalled:.1f} s")
+        try:
+            await asyncio.wait_for(self.bot.store.ping(), DB_TIMEOUT)
+        except Exception as error:
+            problems.append(f"database: {type(error).__name__}")
+        return problems
+
+    def _health(self, problems: list[str]) -> web.Response:
+        if problems:
+            return web.json_response({"ok": False, "problems": problems}, status=503)
+        return web.json_response({"ok": True})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """200 while the event loop turns and the database answers (liveness)."""
+        return self._health(await self._problems())
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Liveness plus, for roles with a gateway, a live gateway connection (readiness)."""
+        problems = await self._problems()
+        if self.bot.settings.bot_role != "worker" and not self.bot.gateway_connected():
+            problems.append("gateway not connected")
+        return self._health(problems)
+
+    # -- videos and callbacks -----------------------------------------------------------------
 
     async def video(self, request: web.Request) -> web.StreamResponse:
         return await serve_video(self.bot, request.match_info["name"])

@@ -9,8 +9,9 @@ exactly-once).
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from storage import guilds, ledger
@@ -35,6 +36,8 @@ from storage.models import (
     MemberDailyCap,
     NewJob,
 )
+
+log = logging.getLogger(__name__)
 
 _ACTIVE_SQL = ", ".join(f"'{state.value}'" for state in sorted(ACTIVE))
 _INSERT_COLUMNS = (
@@ -92,6 +95,22 @@ class JobStore:
     def __init__(self, db: Database, policy: CreditPolicy) -> None:
         self.db = db
         self.policy = policy
+        self._watchers: list[Callable[[Job | None, Job], None]] = []
+
+    def watch(self, callback: Callable[[Job | None, Job], None]) -> None:
+        """Call `callback(before, after)` after every committed create (`before` None) or update.
+
+        One place sees every state change, whoever makes it (poller, delivery, commands): the metrics
+        count outcomes here. A failing watcher is logged and never undoes the change.
+        """
+        self._watchers.append(callback)
+
+    def _notify(self, before: Job | None, after: Job) -> None:
+        for callback in self._watchers:
+            try:
+                callback(before, after)
+            except Exception:
+                log.exception("job watcher failed")
 
     async def create(
         self, new_jobs: Sequence[NewJob], *, now: float | None = None, compare: tuple[bool, str] | None = None
@@ -179,7 +198,10 @@ class JobStore:
                     )
             if self.db.dialect == "postgres":
                 await conn.execute("NOTIFY bot_jobs")  # delivered on commit: wakes workers in other processes
-            return [await _row(conn, job_id) for job_id in created], balance - total
+            jobs = [await _row(conn, job_id) for job_id in created]
+        for job in jobs:
+            self._notify(None, job)
+        return jobs, balance - total
 
     async def get(self, job_id: int) -> Job | None:
         row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -296,7 +318,9 @@ class JobStore:
             values["updated_at"] = now
             assignments = ", ".join(f"{column} = ?" for column in values)
             await conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values.values(), job_id))
-            return await _row(conn, job_id)
+            after = await _row(conn, job_id)
+        self._notify(job, after)
+        return after
 
     async def partner(self, job: Job) -> Job | None:
         """The other job of a /compare pair."""
@@ -359,6 +383,12 @@ class JobStore:
             return await conn.execute(
                 "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?", (owner,)
             )
+
+    async def in_flight_by_model(self) -> dict[str, int]:
+        """Jobs accepted but not yet rendered, per model (the metrics' in-flight gauge)."""
+        rows = await self.db.fetchall(
+            f"SELECT model, COUNT(*) FROM jobs WHERE state IN ({_ACTIVE_SQL}) GROUP BY model")
+        return {str(row[0]): int(row[1]) for row in rows}
 
     async def count_by_state(self) -> dict[JobState, int]:
         rows = await self.db.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")

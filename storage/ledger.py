@@ -127,6 +127,16 @@ class Ledger:
         )
         return int(row[0]) if row else 0
 
+    async def totals_by_kind(self) -> dict[str, int]:
+        """Sum of amounts per entry kind, admin adjustments split into `adjust_up` and `adjust_down`.
+
+        The ledger is append-only, so each total only grows in magnitude: the metrics expose them as counters.
+        """
+        rows = await self.db.fetchall(
+            "SELECT CASE WHEN kind = 'adjust' AND amount < 0 THEN 'adjust_down' WHEN kind = 'adjust' THEN 'adjust_up'"
+            " ELSE kind END AS k, COALESCE(SUM(amount), 0) FROM ledger GROUP BY k")
+        return {str(row[0]): int(row[1]) for row in rows}
+
     async def audit(self) -> dict[str, int]:
         """Check the invariants; used by tests and the ops check. Returns counts of violations."""
         mismatched = await self.db.fetchone(

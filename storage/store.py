@@ -113,5 +113,9 @@ class Store:
         await listen("bot_jobs", callback)
         return True
 
+    async def ping(self) -> None:
+        """Raise unless the database answers a trivial query (the health check)."""
+        await self.db.fetchone("SELECT 1")
+
     async def close(self) -> None:
         await self.db.close()

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from bot import metrics
 from bot.logs import PATTERNS
 from bot.providers.base import ErrorKind, ProviderError
 
@@ -36,7 +37,37 @@ EXPIRED_STATUSES = (403, 404, 410)  # what object stores answer once an output l
 _DELTA_SECONDS = re.compile(r"^\d+(?:\.\d+)?$")
 
 
-def make_client(timeout: float, *, base_url: str = "", max_connections: int = 20) -> httpx.AsyncClient:
+class InstrumentedTransport(httpx.AsyncBaseTransport):
+    """Counts and times every request of a provider client into the process's metrics.
+
+    Outcome is the status class (`2xx`, `4xx`, `5xx`…, with `429` apart) or `error` when no response
+    came (timeout, refused connection). Time runs until the response headers, so a long streamed
+    download counts as one quick request.
+    """
+
+    def __init__(self, provider: str, inner: httpx.AsyncBaseTransport) -> None:
+        self.provider = provider
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            response = await self.inner.handle_async_request(request)
+            status = response.status_code
+            outcome = "429" if status == 429 else f"{status // 100}xx"
+            return response
+        finally:
+            recorder = metrics.current.get()
+            if recorder is not None:
+                recorder.provider_request(self.provider, outcome, time.monotonic() - started)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def make_client(timeout: float, *, base_url: str = "", max_connections: int = 20,
+                provider: str = "unknown") -> httpx.AsyncClient:
     """A client with bounded time and connections: a hung provider cannot stall the bot.
 
     `timeout` bounds each phase (connect, each read, each write, waiting for a pooled
@@ -44,10 +75,11 @@ def make_client(timeout: float, *, base_url: str = "", max_connections: int = 20
     Redirects are followed (output links redirect to CDNs); httpx drops `Authorization` when a
     redirect leaves the origin, so keys never reach a CDN.
     """
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max(1, max_connections // 2))
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max(1, max_connections // 2)),
+        transport=InstrumentedTransport(provider, httpx.AsyncHTTPTransport(limits=limits)),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=True,
     )

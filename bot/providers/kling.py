@@ -119,7 +119,7 @@ class KlingProvider(VideoProvider):
         self.settings = settings
         self.base = (base_url or settings.kling_api_base).rstrip("/")
         self._owns_client = client is None
-        self.client = client or make_client(settings.provider_timeout_seconds)
+        self.client = client or make_client(settings.provider_timeout_seconds, provider="kling")
         self.clock = clock
         self._token: tuple[str, float] | None = None
         self._warned: set[str] = set()

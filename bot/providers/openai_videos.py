@@ -92,7 +92,7 @@ class OpenAIVideosProvider(VideoProvider):
         self.settings = settings
         self.base = (base_url or settings.openai_base_url).rstrip("/")
         self._owns_client = client is None
-        self.client = client or make_client(settings.provider_timeout_seconds)
+        self.client = client or make_client(settings.provider_timeout_seconds, provider="openai")
         self._warned: set[str] = set()
 
     def model_id(self, request: AnyRequest) -> str:

@@ -72,7 +72,7 @@ class ReplicateProvider(VideoProvider):
         self.settings = settings
         self.base = (base_url or settings.replicate_api_base).rstrip("/")
         self._owns_client = client is None  # an injected client belongs to the caller
-        self.client = client or make_client(settings.provider_timeout_seconds)
+        self.client = client or make_client(settings.provider_timeout_seconds, provider="replicate")
         self._warned: set[str] = set()
 
     def model_id(self, request: AnyRequest) -> str:

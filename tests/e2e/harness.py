@@ -61,6 +61,7 @@ def e2e_settings(tmp_path: Path, server: LoopbackDiscord, **overrides: Any) -> S
         "reference_image_hosts": "127.0.0.1",
         "reference_image_allow_private": True,
         "secret_key": "e2e-secret-" + "x" * 32,
+        "web_port": 0,  # metrics and health on a free port: bots run side by side
     }
     values.update(overrides)
     return Settings(**values)

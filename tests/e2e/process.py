@@ -33,6 +33,7 @@ class BotProcess:
             "DISCORD_TOKEN": "loopback-process", "DISCORD_API_BASE": self.server.api_base,
             "DISCORD_GATEWAY_URL": self.server.gateway_url, "DATABASE_PATH": str(self.data / "bot.sqlite3"),
             "VIDEO_DIR": str(self.data / "videos"), "SECRET_KEY": "loopback-secret-" + "x" * 32, "LOG_LEVEL": "WARNING",
+            "WEB_PORT": "0",  # processes run side by side: each serves metrics on a free port
         })
         env.update(self.env)
         env.update(extra)
