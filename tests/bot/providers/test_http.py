@@ -122,7 +122,7 @@ async def test_transport_failures_are_transient(fake: FakeProviders) -> None:
 def test_client_has_explicit_limits() -> None:
     client = make_client(5.0)
     assert client.timeout.read == 5.0 and client.timeout.connect == 5.0 and client.timeout.pool == 5.0
-    pool = client._transport._pool  # type: ignore[attr-defined]
+    pool = client._transport.inner._pool  # type: ignore[attr-defined]  # inside the metrics wrapper
     assert pool._max_connections == 20
 
 
