@@ -47,7 +47,7 @@ async def run_bot(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> int:
-    setup_logging(settings.log_level, secrets_of(settings))
+    setup_logging(settings.log_level, secrets_of(settings), json_lines=settings.log_format == "json")
     try:
         if settings.discord_token is None:
             from bot.sandbox.run import run_sandbox

@@ -17,6 +17,7 @@ from bot import metrics, retention
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.delivery import Delivery
+from bot.errors import VideoTree
 from bot.poller import Poller
 from bot.providers.registry import ProviderRegistry
 from bot.service import VideoService
@@ -57,6 +58,7 @@ class VideoBot(commands.Bot):
             allowed_installs=app_commands.AppInstallationType(guild=True, user=True),
             allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=True),
             http_trace=self._ack_trace(),
+            tree_cls=VideoTree,
             **options,
         )
         self.settings = settings

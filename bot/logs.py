@@ -13,6 +13,8 @@ import logging
 import re
 from collections.abc import Iterable
 
+from bot.logcontext import ContextFilter, JsonFormatter
+
 PATTERNS = [
     re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"r8_[A-Za-z0-9]{8,}"),
@@ -54,12 +56,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str, secrets: Iterable[str] = ()) -> RedactingFilter:
-    """Configure the root logger once; returns the filter so more secrets can be added later."""
+def setup_logging(level: str, secrets: Iterable[str] = (), *, json_lines: bool = False) -> RedactingFilter:
+    """Configure the root logger once; returns the filter so more secrets can be added later.
+
+    `json_lines` (LOG_FORMAT=json): one JSON object per line, with the ids bound by `bot.logcontext`.
+    """
     redactor = RedactingFilter(secrets)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(redactor)
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

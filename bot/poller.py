@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
-from bot import images, retention
+from bot import images, logcontext, retention
 from bot.config import Settings, default_worker_id
 from bot.crypto import SecretBox
 from bot.faults import crash_point
@@ -233,6 +233,7 @@ class Poller:
         task.add_done_callback(done)
 
     async def _guarded(self, job: Job) -> None:
+        logcontext.bind(job_id=job.id, user_id=job.user_id, interaction_id=job.interaction_id, guild_id=job.guild_id)
         async with self._slots:
             try:
                 await self.advance(job)

@@ -6,9 +6,11 @@ buttons (rerun, variation, render with Sora) and tests.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
+from bot import logcontext
 from bot.config import Settings
 from bot.poller import Poller
 from bot.pricing import current_prices
@@ -16,6 +18,8 @@ from bot.providers.base import JobContext
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, SoraRequest, request_from_json
 from storage import Job, JobState, NewJob, Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ class VideoService:
             )
         jobs, balance = await self.store.jobs.create_with_balance(new_jobs, now=time.time(), compare=compare,
                                                                   rules_guild_id=origin.rules_guild_id)
+        if len(jobs) == 1:
+            logcontext.bind(job_id=jobs[0].id)
         self.poller.wake()
         return Created(jobs=jobs, balance=balance)
 
@@ -115,6 +121,8 @@ class VideoService:
                     job.provider_job_id, JobContext(job_id=job.id, request=request)
                 )
             except Exception:
+                # The job is canceled and refunded either way; the provider may still render (and bill) it.
+                log.warning("job %s: cancel at %s failed", job.id, job.provider, exc_info=True)
                 stopped = False
         return job, stopped
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import discord
 
+from bot import errors, logcontext
 from bot.requests import AnyRequest, KlingRequest, SoraRequest, request_from_json
 from storage import Job, JobState
 
@@ -231,12 +232,20 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:(
             raise ValueError(action)
         return cls(int(match["id"]), action)
 
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        errors.bind_interaction(interaction)
+        logcontext.bind(job_id=self.job_id)
+        return True
+
     async def callback(self, interaction: discord.Interaction) -> None:
         cog = interaction.client.get_cog("Video")  # type: ignore[attr-defined]
         if cog is None:
             await interaction.response.send_message("This button is not available right now.", ephemeral=True)
             return
-        await cog.on_job_button(interaction, self.job_id, self.action)
+        try:
+            await cog.on_job_button(interaction, self.job_id, self.action)
+        except Exception as error:  # discord.py would only log it; the user would see "did not respond"
+            await errors.report(interaction, error, f"the {self.action} button of job {self.job_id}")
 
 
 class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
@@ -254,12 +263,19 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                              match: re.Match[str], /) -> VoteButton:
         return cls(int(match["id"]), match["slot"], item.label or match["slot"].upper())
 
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        errors.bind_interaction(interaction)
+        return True
+
     async def callback(self, interaction: discord.Interaction) -> None:
         cog = interaction.client.get_cog("Video")  # type: ignore[attr-defined]
         if cog is None:
             await interaction.response.send_message("Voting is not available right now.", ephemeral=True)
             return
-        await cog.on_vote(interaction, self.compare_id, self.slot)
+        try:
+            await cog.on_vote(interaction, self.compare_id, self.slot)
+        except Exception as error:
+            await errors.report(interaction, error, f"a vote on compare {self.compare_id}")
 
 
 def result_view(job: Job) -> discord.ui.View:

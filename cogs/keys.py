@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 from pydantic import SecretStr
 
+from bot import errors
 from bot.providers.base import ProviderError
 from bot.requests import ModelName
 from cogs._shared import refuse
@@ -36,8 +37,10 @@ class KeyModal(discord.ui.Modal, title="Your OpenAI API key"):
         await self.cog.store_key(interaction, self.key.value.strip())
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
-        log.warning("key modal failed: %s", type(error).__name__)  # never the key itself
-        await refuse(interaction, "Your key could not be stored; please try again.")
+        reference = errors.new_reference()
+        # The type only, no traceback: a message or frame could hold the key itself.
+        log.warning("key modal failed: %s (ref %s)", type(error).__name__, reference, extra={"ref": reference})
+        await refuse(interaction, f"Your key could not be stored; please try again (reference `{reference}`).")
 
 
 class Keys(commands.Cog):
