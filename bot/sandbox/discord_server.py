@@ -42,6 +42,10 @@ TOKEN_LIFETIME = 15 * 60.0
 NONCE_WINDOW = 300.0
 NONCE_MAX_LENGTH = 25
 HEARTBEAT_INTERVAL_MS = 41250
+# Discord's ACK crosses a network; answering a heartbeat in the same loop iteration beat discord.py's
+# keep-alive thread to recording the send time, so it measured a whole interval ("Can't keep up,
+# websocket is 41.3s behind") although nothing was late. A real round trip's worth of delay avoids that.
+HEARTBEAT_ACK_DELAY = 0.05
 GATEWAY_BACKLOG = 1000
 V2_FLAG = 1 << 15
 V2_MAX_COMPONENTS = 40
@@ -182,6 +186,7 @@ class LoopbackDiscord:
         self.sessions: dict[str, GatewaySession] = {}
         self.gateway_log: list[tuple[str, str]] = []  # ("IDENTIFY" | "RESUME" | "INVALID_SESSION", session id)
         self.heartbeats = 0
+        self._acks: set[asyncio.Task[None]] = set()
         self._sockets: set[web.WebSocketResponse] = set()
         self._dropping: set[web.WebSocketResponse] = set()
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
@@ -342,6 +347,8 @@ class LoopbackDiscord:
         self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
+        for task in list(self._acks):
+            task.cancel()
         for socket in list(self._sockets):
             await socket.close()
         if self._runner is not None:
@@ -430,7 +437,7 @@ class LoopbackDiscord:
                 op = data.get("op")
                 if op == 1:
                     self.heartbeats += 1
-                    await self._send(socket, {"op": 11, "d": None, "s": None, "t": None})
+                    self._ack_later(socket)
                 elif op == 2:
                     session = await self._identify(socket, data["d"])
                 elif op == 6:
@@ -446,6 +453,18 @@ class LoopbackDiscord:
                     self.sessions.pop(session.id, None)
             self._dropping.discard(socket)
         return socket
+
+    def _ack_later(self, socket: web.WebSocketResponse) -> None:
+        """HEARTBEAT_ACK after HEARTBEAT_ACK_DELAY, without holding up the frames that follow the heartbeat."""
+        async def ack() -> None:
+            await asyncio.sleep(HEARTBEAT_ACK_DELAY)
+            if not socket.closed:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await self._send(socket, {"op": 11, "d": None, "s": None, "t": None})
+
+        task = asyncio.create_task(ack())
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
 
     async def _send(self, socket: web.WebSocketResponse, payload: dict[str, Any]) -> None:
         text = json.dumps(payload)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from storage import JobState
@@ -126,3 +128,29 @@ async def test_healthz_turns_503_when_the_event_loop_is_blocked(harness: BotHarn
             assert (await client.get(url)).status_code == 200
     finally:
         harness.bot.settings = harness.bot.settings.model_copy(update={"health_max_loop_lag_seconds": limit})
+
+
+async def test_heartbeat_latency_is_not_a_whole_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's "Can't keep up, websocket is 41.3s behind": the loopback ACKed a heartbeat before
+    discord.py's keep-alive thread had recorded sending it, so the latency read as one whole interval
+    (41.25 s). With a short interval the race shows within a few beats; latency must stay well below it."""
+    from bot.sandbox import discord_server
+    from tests.e2e.harness import e2e_settings
+
+    monkeypatch.setattr(discord_server, "HEARTBEAT_INTERVAL_MS", 200)
+    server = discord_server.LoopbackDiscord()
+    await server.start()
+    harness = BotHarness(server=server, settings=e2e_settings(tmp_path, server))
+    try:
+        bot = await harness.start()
+        latencies = []
+        for _ in range(30):
+            await asyncio.sleep(0.2)
+            latencies.append(bot.latency)
+        assert server.heartbeats >= 20
+        assert max(latencies) < 0.15, sorted(latencies)[-3:]
+        samples = await scrape(harness)
+        assert value(samples, "videobot_event_loop_lag_max_seconds") < 1.0  # nothing was blocking the loop
+    finally:
+        await harness.stop()
+        await server.stop()
