@@ -27,11 +27,11 @@ from aiohttp import web
 
 from bench.ack_latency import fire
 from bench.common import bench_bot, mean, percentile, rss_kib, table
+from bench.fixtures import insert_running
 from bench.polling import MIX, MODELS
 from bot.requests import parse_request
 from bot.sandbox.discord_server import LoopbackDiscord
 from storage import CreditPolicy, Store
-from storage.fixtures import insert_running
 
 IN_FLIGHT = 10_000
 WARMUP = 15.0  # seconds after start before measuring

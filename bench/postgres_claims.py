@@ -10,9 +10,9 @@ from pathlib import Path
 import asyncpg
 
 from bench.common import table
+from bench.fixtures import insert_in_flight
 from bench.scale import claim_rate
 from storage import CreditPolicy, Store
-from storage.fixtures import insert_in_flight
 from tests.pg import PostgresUnavailable, TempPostgres
 
 JOBS = 10_000

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 from bench.common import rss_kib, table
+from bench.fixtures import insert_in_flight, naive_due_scan, plain_claim, plain_next_due
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.poller import Poller
 from bot.providers.registry import ProviderRegistry
 from storage import CreditPolicy, Store
-from storage.fixtures import insert_in_flight, naive_due_scan, plain_claim, plain_next_due
 
 IN_FLIGHT = 10_000
 

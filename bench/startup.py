@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 
 from bench.common import bench_bot, mean, table
+from bench.fixtures import insert_in_flight
 from bot.sandbox.discord_server import LoopbackDiscord
 from storage import CreditPolicy, Store
-from storage.fixtures import insert_in_flight
 
 RUNS = 3
 

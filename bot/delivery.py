@@ -387,7 +387,7 @@ class Delivery:
             pair = await self.store.jobs.compare_jobs(job.compare_id)
             jobs = [job if other.id == job.id else other for other in pair]
             compare = await self.store.jobs.get_compare(job.compare_id)
-        message_id: Any = job.response_message_id or "@original"
+        message_id: Any = "@original"  # discord.py types the id as int; Discord also accepts "@original"
         if compare is not None:
             return await self._edit_compare_card(webhook, message_id, job, jobs, compare.blind, compare.slot_a)
         embeds = []

@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import re
+import sqlite3
 import stat
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 import aiosqlite
 
 log = logging.getLogger(__name__)
+MIN_SQLITE = (3, 35, 0)  # ALTER TABLE … DROP COLUMN (the drop_dead_columns migration)
 MIGRATION_NAME = re.compile(r"^V(\d+)__[a-z0-9_]+\.sql$")
 
 
@@ -124,6 +126,9 @@ class SQLiteDatabase:
 
     async def connect(self) -> None:
         """Open the file (creating its folder, and the file owner-only), apply pending migrations."""
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise MigrationError(f"SQLite {sqlite3.sqlite_version} is too old: the bot needs 3.35 or newer "
+                                 "(or use DATABASE_URL with PostgreSQL)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):
             # Created 0600 before SQLite sees it: it holds encrypted keys, tokens and every user's history,

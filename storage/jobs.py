@@ -334,7 +334,7 @@ class JobStore:
         if row is None:
             return None
         return Compare(id=row["id"], user_id=row["user_id"], guild_id=row["guild_id"], blind=bool(row["blind"]),
-                       slot_a=row["slot_a"], message_id=row["message_id"], created_at=row["created_at"])
+                       slot_a=row["slot_a"], created_at=row["created_at"])
 
     async def compare_jobs(self, compare_id: int) -> list[Job]:
         rows = await self.db.fetchall("SELECT * FROM jobs WHERE compare_id = ? ORDER BY id", (compare_id,))

@@ -138,7 +138,6 @@ class Compare:
     guild_id: int | None
     blind: bool
     slot_a: str
-    message_id: int | None
     created_at: float
 
     def model_in(self, slot: str) -> str:
@@ -162,7 +161,6 @@ class Job:
     token_expires_at: float | None
     upload_limit: int | None
     reference_url: str | None
-    response_message_id: int | None
     model: str
     provider: str
     provider_model: str | None
@@ -183,7 +181,6 @@ class Job:
     result_bytes: int | None
     delivered_message_id: int | None
     delivered_channel_id: int | None
-    delivery_nonce: str | None
     error_code: str | None
     error_message: str | None
     last_progress_edit_at: float | None
@@ -205,7 +202,6 @@ JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Job))
 # Columns a worker may change through `JobStore.update`; identity and money are not among them.
 MUTABLE_JOB_COLUMNS = frozenset(
     {
-        "response_message_id",
         "provider_model",
         "provider_job_id",
         "submitted_at",
@@ -217,7 +213,6 @@ MUTABLE_JOB_COLUMNS = frozenset(
         "result_bytes",
         "delivered_message_id",
         "delivered_channel_id",
-        "delivery_nonce",
         "error_code",
         "error_message",
         "last_progress_edit_at",

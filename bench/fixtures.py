@@ -1,4 +1,4 @@
-"""Bulk data for benchmarks and load tests (kept here because all SQL lives in storage/)."""
+"""Bulk data for the benchmarks: only they use it, so it is not part of the shipped `storage` package."""
 
 from __future__ import annotations
 
