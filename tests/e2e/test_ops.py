@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from pathlib import Path
 
@@ -154,3 +156,33 @@ async def test_heartbeat_latency_is_not_a_whole_interval(tmp_path: Path, monkeyp
     finally:
         await harness.stop()
         await server.stop()
+
+
+ROOT = Path(__file__).parents[2]
+
+
+async def test_the_dashboard_only_plots_metrics_the_bot_serves(harness: BotHarness) -> None:
+    """Every series the provisioned Grafana dashboard queries exists on a running bot's /metrics."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(base(harness) + "/metrics")).text
+    served = set()
+    for family in text_string_to_metric_families(text):
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}.get(family.type, [""])
+        served.update(family.name + suffix for suffix in suffixes)
+    dashboard = json.loads((ROOT / "monitoring/grafana/dashboards/videobot.json").read_text())
+    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
+               for name in re.findall(r"videobot_[a-z_]+", target["expr"])}
+    assert len(dashboard["panels"]) >= 6 and queried
+    assert queried <= served, queried - served
+    for needed in ("videobot_jobs_total", "videobot_provider_requests_total", "videobot_credits_total",
+                   "videobot_delivery_seconds_bucket"):
+        assert needed in queried
+
+
+def test_compose_checks_health_and_mounts_the_monitoring_files() -> None:
+    compose = (ROOT / "compose.yaml").read_text()
+    assert "/readyz" in compose and "/healthz" in compose and "profiles: [monitoring]" in compose
+    for mounted in re.findall(r"\./(monitoring/[\w./-]+):", compose):
+        assert (ROOT / mounted).exists(), mounted
+    prometheus = (ROOT / "monitoring/prometheus.yml").read_text()
+    assert "names: [gateway]" in prometheus and "names: [worker]" in prometheus and "port: 8080" in prometheus
