@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from pathlib import Path
 
@@ -96,6 +97,7 @@ async def test_healthz_turns_503_when_the_database_is_closed(harness: BotHarness
 
 async def test_readyz_needs_the_gateway(harness: BotHarness) -> None:
     assert harness.bot is not None and harness.bot.ws is not None
+    harness.server.identified.clear()
     await harness.server.drop_connections(resumable=False)
     async with httpx.AsyncClient() as client:
         for _ in range(100):
@@ -104,8 +106,12 @@ async def test_readyz_needs_the_gateway(harness: BotHarness) -> None:
                 break
             await asyncio.sleep(0.01)
         health = await client.get(base(harness) + "/healthz")
-    assert ready.status_code == 503 and "gateway not connected" in ready.json()["problems"]
-    assert health.status_code == 200  # liveness does not depend on Discord
+        assert ready.status_code == 503 and "gateway not connected" in ready.json()["problems"]
+        assert health.status_code == 200  # liveness does not depend on Discord
+        async with asyncio.timeout(20):  # discord.py identifies again: ready again
+            await harness.server.identified.wait()
+            while (await client.get(base(harness) + "/readyz")).status_code != 200:
+                await asyncio.sleep(0.05)
 
 
 async def test_healthz_turns_503_when_the_event_loop_is_blocked(harness: BotHarness) -> None:
@@ -116,11 +122,16 @@ async def test_healthz_turns_503_when_the_event_loop_is_blocked(harness: BotHarn
     harness.bot.settings = harness.bot.settings.model_copy(update={"health_max_loop_lag_seconds": 0.5})
     url = base(harness) + "/healthz"
     try:
-        def get_from_another_thread() -> int:
+        blocking = threading.Event()
+
+        def get_while_blocked() -> int:
+            blocking.wait(10)
+            time.sleep(0.2)  # well inside the block below
             return httpx.get(url, timeout=10).status_code
 
-        pending = asyncio.create_task(asyncio.to_thread(get_from_another_thread))
-        await asyncio.sleep(0.05)
+        pending = asyncio.create_task(asyncio.to_thread(get_while_blocked))
+        await asyncio.sleep(0.05)  # let the thread start
+        blocking.set()
         time.sleep(1.5)  # noqa: ASYNC251 — the point: something blocks the event loop
         assert await pending == 503
         samples = await scrape(harness)
@@ -150,7 +161,7 @@ async def test_heartbeat_latency_is_not_a_whole_interval(tmp_path: Path, monkeyp
             await asyncio.sleep(0.2)
             latencies.append(bot.latency)
         assert server.heartbeats >= 20
-        assert max(latencies) < 0.15, sorted(latencies)[-3:]
+        assert max(latencies) < 0.18, sorted(latencies)[-3:]  # the race reads as >= 0.2 (one interval)
         samples = await scrape(harness)
         assert value(samples, "videobot_event_loop_lag_max_seconds") < 1.0  # nothing was blocking the loop
     finally:
