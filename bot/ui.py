@@ -67,10 +67,9 @@ def options_line(request: AnyRequest) -> str:
             parts.append("negative prompt")
     else:
         assert isinstance(request, SoraRequest)
+        # Billing to the user's own OpenAI key is not shown here: this line is on public cards.
         parts = [f"{request.duration} s", request.orientation, f"{request.resolution} ({request.size_text()})",
                  "audio"]
-        if request.use_own_key:
-            parts.append("your OpenAI key")
     return " · ".join(parts)
 
 
@@ -97,21 +96,61 @@ def progress_bar(progress: int | None, width: int = 12) -> str:
     return "▰" * filled + "▱" * (width - filled) + f" {progress}%"
 
 
-def job_embed(job: Job, request: AnyRequest, *, balance: int | None = None, eta: float | None = None,
-              has_image: bool = False, note: str | None = None) -> discord.Embed:
-    """The embed of a job: request, cost, state; used for the ack and its progress edits."""
-    embed = discord.Embed(title=f"{request.label} · job #{job.id}", colour=colour(request),
-                          description=quote(request.prompt))
-    line = options_line(request) + (" · first frame" if has_image else "")
-    embed.add_field(name="Options", value=line, inline=False)
-    cost = "0 credits (your OpenAI key)" if job.uses_own_key else f"{job.price} credits"
-    if balance is not None:
-        cost += f" · balance {balance}"
-    embed.add_field(name="Cost", value=cost, inline=True)
+# Why a job waits for another try, by the error code the poller stores with the retry.
+RETRY_WORDS = {
+    "rate_limited": "provider busy",
+    "transient": "provider unavailable",
+    "internal": "temporary problem on our side",
+}
+
+
+def retrying_at(job: Job) -> float | None:
+    """When a job that hit a retryable provider error runs again, or None if it is not waiting on a retry.
+
+    The poller keeps the state (queued, rendering) and records the error code, `attempts` > 0 and
+    `next_run_at`; a later successful step resets `attempts`, so a stale code is not mistaken for a retry.
+    """
+    if (job.state.active and job.attempts > 0 and job.error_code in RETRY_WORDS
+            and job.next_run_at is not None):
+        return job.next_run_at
+    return None
+
+
+def status_words(job: Job) -> str:
+    """The card's Status value: what the job is doing now, honestly (a retry says when, not "Queued")."""
+    when = retrying_at(job)
+    if when is not None:
+        return f"Retrying at <t:{int(when)}:T> ({RETRY_WORDS[job.error_code or '']})"
     status = STATE_WORDS[job.state]
     bar = progress_bar(job.progress) if job.state in (JobState.SUBMITTED, JobState.RUNNING) else ""
-    embed.add_field(name="Status", value=f"{status} {bar}".strip(), inline=True)
-    if eta is not None and job.state.active:
+    return f"{status} {bar}".strip()
+
+
+def cost_words(job: Job) -> str:
+    """What the job costs its owner and how it is billed; private (own-key billing is the user's business)."""
+    return "0 credits (your OpenAI key)" if job.uses_own_key else f"{job.price} credits"
+
+
+def job_embed(job: Job, request: AnyRequest, *, eta: float | None = None, has_image: bool | None = None,
+              note: str | None = None, private: bool = False) -> discord.Embed:
+    """The embed of a job: request, owner, state; used for the ack, its progress edits and the result.
+
+    Public by default, because cards sit in channels: it names the owner (a mention inside an embed
+    never pings) and carries no balance, cost or key state. `private=True` is for ephemeral answers
+    (/job show) and adds the cost and how it was billed. `has_image` defaults to whether the job has
+    a reference image, so every card of a first-frame job, the result included, keeps the tag.
+    """
+    embed = discord.Embed(title=f"{request.label} · job #{job.id}", colour=colour(request),
+                          description=quote(request.prompt))
+    if has_image is None:
+        has_image = bool(job.reference_url)
+    line = options_line(request) + (" · first frame" if has_image else "")
+    embed.add_field(name="Options", value=line, inline=False)
+    embed.add_field(name="By", value=f"<@{job.user_id}>", inline=True)
+    if private:
+        embed.add_field(name="Cost", value=cost_words(job), inline=True)
+    embed.add_field(name="Status", value=status_words(job), inline=True)
+    if eta is not None and job.state.active and retrying_at(job) is None:
         embed.add_field(name="ETA", value=f"about {duration_words(eta)}", inline=True)
     if isinstance(request, KlingRequest) and request.negative_prompt:
         embed.add_field(name="Negative prompt", value=quote(request.negative_prompt, 500), inline=False)
@@ -141,9 +180,8 @@ def blind_compare_embed(jobs: list[Job], slot_a: str, *, eta: float | None = Non
     embed = discord.Embed(title=title, colour=SORA_COLOUR, description=quote(requests[0].prompt if requests else ""))
     embed.add_field(name="Options", value=f"{length} · {orientation} · both clips trimmed to one length, "
                                           "silent until you vote", inline=False)
-    own_key = all(job.uses_own_key for job in jobs)
-    embed.add_field(name="Cost", value="0 credits (your OpenAI key)" if own_key
-                    else f"{sum(job.price for job in jobs)} credits for both", inline=True)
+    if jobs:  # public card: who asked, never the cost or how it was billed (that is in the private receipt)
+        embed.add_field(name="By", value=f"<@{jobs[0].user_id}>", inline=True)
     ready = sum(1 for job in jobs if job.state in (JobState.DOWNLOADED, JobState.DELIVERED, JobState.UNDELIVERED))
     ended = [slot for slot, job in compare_slots(jobs, slot_a) if job.state in (JobState.FAILED, JobState.CANCELED)]
     if any(job.state is JobState.DELIVERED for job in jobs):
@@ -179,8 +217,32 @@ def compare_cancel_view(jobs: list[Job], slot_a: str, *, blind: bool) -> discord
     return view if view.children else None
 
 
-def failure_words(job: Job) -> str:
-    """Why a job ended, in plain words for the user."""
+def charge_words(jobs: list[Job], balance: int, *, for_someone_else: bool = False) -> str:
+    """The invoker's private receipt for starting jobs: what was charged and the balance left.
+
+    Sent only as an ephemeral follow-up; a balance never goes into a public message.
+    """
+    ids = " and ".join(f"#{job.id}" for job in jobs)
+    noun = "job" if len(jobs) == 1 else "jobs"
+    credits = sum(job.price for job in jobs if not job.uses_own_key)
+    own_key = [job for job in jobs if job.uses_own_key]
+    if own_key and not credits:
+        text = f"Billed to your OpenAI key: no credits charged for {noun} {ids}. Your balance: {balance} credits."
+    else:
+        text = f"Charged {credits} credits for {noun} {ids}; your balance is now {balance} credits."
+        if own_key:
+            text += " " + " and ".join(f"#{job.id}" for job in own_key) + " is billed to your OpenAI key."
+    if for_someone_else:
+        text += " You pay for this one, not the author of the original job."
+    return text
+
+
+def failure_words(job: Job, *, private: bool = False) -> str:
+    """Why a job ended, in plain words for the user.
+
+    Public by default (failure notices and cards are public): whether the job was billed to the
+    user's own OpenAI key, and that the key was rejected, is said only when `private`.
+    """
     code = job.error_code or ""
     model = job.provider_model or job.model
     variable = "KLING_MODEL / KLING_PROVIDER" if job.model == "kling" else "SORA_MODEL / SORA_PROVIDER"
@@ -189,7 +251,9 @@ def failure_words(job: Job) -> str:
         "model_unavailable": f"the model `{model}` is no longer available at {job.provider}. "
         f"The bot's operator needs to change {variable}.",
         "quota_or_billing": "the bot's provider account is out of quota or credit; the operator must top it up.",
-        "auth": "your OpenAI key was rejected." if job.uses_own_key
+        "auth": ("your OpenAI key was rejected; store a working one with `/openai-key set`." if private
+                 else f"the provider rejected the credentials; its owner can see why with `/job show {job.id}`.")
+        if job.uses_own_key
         else "the provider rejected the bot's credentials; the operator must fix them.",
         "rate_limited": "the provider stayed too busy; please try again later.",
         "transient": "the provider was unavailable or too slow; please try again later.",

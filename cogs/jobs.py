@@ -48,8 +48,10 @@ class Jobs(commands.Cog):
             request = request_from_json(job.model, job.request_json)
             progress = f" {job.progress}%" if job.progress is not None and job.state.active else ""
             prompt = ui.quote(request.prompt, 50)
-            lines.append(f"`#{job.id}` {request.label} · {ui.STATE_WORDS[job.state]}{progress}{self._eta(job)}"
-                         f" · {prompt}")
+            state = f"{ui.STATE_WORDS[job.state]}{progress}{self._eta(job)}"
+            if ui.retrying_at(job) is not None:  # not "Queued · ETA 15 s" while it waits out the provider
+                state = ui.status_words(job)
+            lines.append(f"`#{job.id}` {request.label} · {state} · {prompt}")
         embed = discord.Embed(title="Your jobs", description="\n".join(lines), colour=ui.KLING_COLOUR)
         embed.set_footer(text="/job show id · /job cancel id")
         await interaction.response.send_message(embed=embed, ephemeral=True)
@@ -69,9 +71,10 @@ class Jobs(commands.Cog):
         if job is None:
             return
         request = request_from_json(job.model, job.request_json)
-        embed = ui.job_embed(job, request, eta=self.bot.service.eta(request) if job.state.active else None)
+        embed = ui.job_embed(job, request, eta=self.bot.service.eta(request) if job.state.active else None,
+                             private=True)  # an ephemeral answer to the owner: cost and key state are fine
         if job.state in (JobState.FAILED, JobState.CANCELED):
-            embed.add_field(name="Why", value=ui.failure_words(job), inline=False)
+            embed.add_field(name="Why", value=ui.failure_words(job, private=True), inline=False)
         kwargs: dict = {"embed": embed, "ephemeral": True}
         path = Path(job.result_path) if job.result_path else None
         link = self.bot.delivery.public_link(job)

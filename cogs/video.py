@@ -66,8 +66,13 @@ class Video(commands.Cog):
         parent_job_id: int | None = None,
         compare: tuple[bool, str] | None = None,
         notes: list[str] | None = None,
+        for_someone_else: bool = False,
     ) -> None:
-        """Charge, store and acknowledge; every refusal is ephemeral and charges nothing."""
+        """Charge, store and acknowledge; every refusal is ephemeral and charges nothing.
+
+        The acknowledgement is a public card without the balance, then an ephemeral receipt with the
+        charge and balance for the invoker only (an HTTP call after the ack, no database write).
+        """
         sora = any(isinstance(request, SoraRequest) for request in requests)
         if (reason := await guild_refusal(interaction, self.bot.store, sora=sora)) is not None:
             await refuse(interaction, reason)
@@ -120,7 +125,7 @@ class Video(commands.Cog):
             embeds = [ui.blind_compare_embed(created.jobs, compare[1], eta=eta, note=note)]
         else:
             embeds = [
-                ui.job_embed(job, request, balance=created.balance, eta=self.bot.service.eta(request),
+                ui.job_embed(job, request, eta=self.bot.service.eta(request),
                              has_image=reference_url is not None, note=note if index == len(requests) - 1 else None)
                 for index, (job, request) in enumerate(zip(created.jobs, requests, strict=True))
             ]
@@ -132,6 +137,13 @@ class Video(commands.Cog):
                 view.add_item(ui.JobButton(job.id, "cancel"))
         # Later edits address this answer as @original, so nothing more is written on the hot path.
         await interaction.response.send_message(embeds=embeds, view=view, allowed_mentions=ui.NO_MENTIONS)
+        try:
+            await interaction.followup.send(
+                ui.charge_words(created.jobs, created.balance, for_someone_else=for_someone_else),
+                ephemeral=True, allowed_mentions=ui.NO_MENTIONS,
+            )
+        except discord.HTTPException as error:  # the job runs anyway; /credits shows the balance
+            log.info("could not send the charge receipt for %s (%s)", [job.id for job in created.jobs], error)
 
     async def _single(self, interaction: discord.Interaction, model: str, image: discord.Attachment | None,
                       **options: Any) -> None:
@@ -283,9 +295,11 @@ class Video(commands.Cog):
             notes.insert(0, f"Final render of Kling job #{job.id}.")
         else:
             notes.append(f"Rerun of job #{job.id}.")
-        if job.user_id != interaction.user.id:
-            notes.append("Charged to you, not to the original author.")
-        await self._start(interaction, [request], reference_url=reference, parent_job_id=job.id, notes=notes)
+        someone_else = job.user_id != interaction.user.id
+        if someone_else:  # public: name who pressed (never pings inside an embed), never their balance
+            notes.append(f"Started by {interaction.user.mention}, who pays for it (not the original author).")
+        await self._start(interaction, [request], reference_url=reference, parent_job_id=job.id, notes=notes,
+                          for_someone_else=someone_else)
 
     async def _cancel(self, interaction: discord.Interaction, job: Job) -> None:
         if job.user_id != interaction.user.id:

@@ -96,9 +96,79 @@ def test_failure_words_name_the_setting_for_retired_models() -> None:
     assert "SORA_MODEL" in ui.failure_words(sora)
 
 
-def test_own_key_auth_failure_blames_the_key() -> None:
-    assert "your OpenAI key" in ui.failure_words(make_job(error_code="auth", uses_own_key=True))
+def test_own_key_auth_failure_blames_the_key_only_in_private() -> None:
+    own = make_job(error_code="auth", uses_own_key=True)
+    assert "your OpenAI key" in ui.failure_words(own, private=True)
+    public = ui.failure_words(own)
+    assert "OpenAI key" not in public and "/job show 7" in public
     assert "operator" in ui.failure_words(make_job(error_code="auth"))
+
+
+def fields(embed: discord.Embed) -> dict[str, str]:
+    return {field.name or "": field.value or "" for field in embed.fields}
+
+
+def test_first_frame_tag_stays_on_every_card_of_a_first_frame_job() -> None:
+    """The result card is built from the job alone (no has_image argument): the tag must survive."""
+    request = parse_request("kling", prompt="A fox.")
+    for state in (JobState.ACCEPTED, JobState.RUNNING, JobState.DOWNLOADED, JobState.DELIVERED):
+        with_image = make_job(state=state, reference_url="https://cdn.example/frame.png")
+        assert fields(ui.job_embed(with_image, request))["Options"].endswith(" · first frame")
+        assert "first frame" not in fields(ui.job_embed(make_job(state=state), request))["Options"]
+    rerun = make_job(state=JobState.DELIVERED, reference_url="file:///refs/job3.png")
+    assert "first frame" in fields(ui.job_embed(rerun, request))["Options"]
+    assert "first frame" not in fields(ui.job_embed(rerun, request, has_image=False))["Options"]
+
+
+@pytest.mark.parametrize("state", [JobState.ACCEPTED, JobState.SUBMITTED, JobState.RUNNING])
+def test_a_job_retried_after_429s_says_when_instead_of_queued(state: JobState) -> None:
+    request = parse_request("sora", prompt="A fox.")
+    job = make_job(model="sora", state=state, attempts=3, error_code="rate_limited", next_run_at=1_800_000_123.7)
+    shown = fields(ui.job_embed(job, request, eta=15))
+    assert shown["Status"] == "Retrying at <t:1800000123:T> (provider busy)"
+    assert "ETA" not in shown and "Queued" not in str(shown)
+    unavailable = make_job(state=state, attempts=1, error_code="transient", next_run_at=1_800_000_000.0)
+    assert fields(ui.job_embed(unavailable, request))["Status"] == \
+        "Retrying at <t:1800000000:T> (provider unavailable)"
+
+
+def test_not_retrying_shows_the_plain_state() -> None:
+    request = parse_request("kling", prompt="A fox.")
+    queued = fields(ui.job_embed(make_job(state=JobState.ACCEPTED, progress=None, next_run_at=5.0), request, eta=15))
+    assert queued["Status"] == "Queued" and queued["ETA"] == "about 15 s"
+    # A poll that succeeded after a retry resets attempts; the stale error code is not a retry.
+    stale = make_job(state=JobState.RUNNING, attempts=0, error_code="rate_limited", next_run_at=5.0, progress=40)
+    assert fields(ui.job_embed(stale, request))["Status"].startswith("Rendering ▰")
+    # Finished jobs never claim to be retrying, whatever is left in the row.
+    for state in (JobState.DOWNLOADED, JobState.FAILED, JobState.CANCELED):
+        done = make_job(state=state, attempts=2, error_code="rate_limited", next_run_at=5.0)
+        assert "Retrying" not in fields(ui.job_embed(done, request))["Status"]
+    # A non-retryable code is not shown as a retry either.
+    refused = make_job(state=JobState.ACCEPTED, attempts=1, error_code="content_policy", next_run_at=5.0)
+    assert fields(ui.job_embed(refused, request))["Status"] == "Queued"
+
+
+def test_public_card_names_the_owner_and_hides_cost_and_key_state() -> None:
+    request = parse_request("sora", prompt="A fox.", use_own_key=True)
+    job = make_job(model="sora", user_id=4242, uses_own_key=True, price=0)
+    public = ui.job_embed(job, request)
+    text = str(public.to_dict())
+    assert fields(public)["By"] == "<@4242>"
+    assert "Cost" not in fields(public) and "OpenAI key" not in text and "credit" not in text
+    private = fields(ui.job_embed(job, request, private=True))
+    assert private["Cost"] == "0 credits (your OpenAI key)"
+    paid = fields(ui.job_embed(make_job(price=16), parse_request("kling", prompt="A fox."), private=True))
+    assert paid["Cost"] == "16 credits"
+
+
+def test_charge_receipt_has_the_charge_and_balance() -> None:
+    one = ui.charge_words([make_job(id=5, price=10)], 104)
+    assert one == "Charged 10 credits for job #5; your balance is now 104 credits."
+    pair = ui.charge_words([make_job(id=5, price=10), make_job(id=6, price=16)], 94, for_someone_else=True)
+    assert pair.startswith("Charged 26 credits for jobs #5 and #6; your balance is now 94 credits.")
+    assert "not the author of the original job" in pair
+    own = ui.charge_words([make_job(id=8, price=0, uses_own_key=True)], 120)
+    assert own == "Billed to your OpenAI key: no credits charged for job #8. Your balance: 120 credits."
 
 
 @settings(max_examples=150, deadline=None)
@@ -111,7 +181,7 @@ def test_job_embed_stays_within_discord_limits(prompt: str, negative: str | None
     except RequestError:
         assume(False)  # only invisible characters: refused, nothing to render
         return
-    embed = ui.job_embed(make_job(), request, balance=10, eta=100, note="n" * 300)
+    embed = ui.job_embed(make_job(), request, eta=100, note="n" * 300, private=True)
     assert len(embed) <= 6000
     assert len(embed.description or "") <= 4096
     assert all(len(field.value or "") <= 1024 for field in embed.fields)
