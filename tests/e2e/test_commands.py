@@ -10,7 +10,7 @@ import pytest
 from bot.requests import request_from_json
 from storage import JobState, LedgerKind
 from tests.e2e.harness import BotHarness
-from tests.e2e.test_video import is_result, job_ids, video_attachments
+from tests.e2e.test_video import is_result, job_ids, receipt, video_attachments
 
 
 def buttons(message: dict[str, Any]) -> list[str]:
@@ -128,7 +128,7 @@ async def test_credits_and_admin_grants(harness: BotHarness) -> None:
                                   option="kling_per_second", credits=3)
     assert "Kling 5 s: 15 credits" in harness.ephemeral_text(priced)
     ack = await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="Priced.")
-    assert "15 credits" in str(harness.response_message(ack)["embeds"])
+    assert "Charged 15 credits" in await receipt(harness, ack)
 
 
 async def test_jobs_list_show_and_cancel_are_private(harness: BotHarness) -> None:

@@ -18,7 +18,7 @@ import pytest
 from bot.sandbox.discord_server import Interaction, LoopbackDiscord
 from storage import JobState, LedgerKind
 from tests.e2e.harness import BotHarness, e2e_settings
-from tests.e2e.test_video import is_result, job_ids
+from tests.e2e.test_video import is_result, job_ids, receipt
 
 
 @dataclass
@@ -95,7 +95,7 @@ async def test_a_manager_of_their_own_guild_cannot_mint_credits_or_set_prices(ha
     assert not [e for e in await bot.store.ledger.history(server.bob) if e.kind is LedgerKind.ADJUST]
     assert await bot.store.prices.overrides() == {}
     ack = await harness.invoke("/sora", user=server.bob, channel=world.bob_channel, prompt="Still priced.")
-    assert "16 credits" in str(harness.response_message(ack)["embeds"])
+    assert "Charged 16 credits" in await receipt(harness, ack)
 
 
 async def test_the_application_owner_is_an_operator_anywhere(harness: BotHarness, world: World,

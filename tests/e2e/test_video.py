@@ -9,12 +9,21 @@ import av
 import pytest
 from PIL import Image
 
+from bot.sandbox.discord_server import Interaction
 from storage import JobState, LedgerKind
 from tests.e2e.harness import BotHarness
 
 
 def video_attachments(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [a for a in message["attachments"] if a["filename"].endswith(".mp4")]
+
+
+async def receipt(harness: BotHarness, interaction: Interaction) -> str:
+    """The ephemeral charge receipt that follows a job's public card (the only place with the balance)."""
+    [message_id] = await interaction.wait_followups(1)
+    [message] = [m for m in harness.server.all_messages() if m["id"] == str(message_id)]
+    assert message["flags"] & 64, "the receipt must be ephemeral"
+    return str(message["content"])
 
 
 def is_result(job_id: int) -> Any:
@@ -48,9 +57,12 @@ async def test_kling_in_a_guild_channel_is_charged_rendered_and_posted(harness: 
     embed = ack["embeds"][0]
     assert "Kling 2.0" in embed["title"]
     fields = {field["name"]: field["value"] for field in embed["fields"]}
-    assert "20 credits" in fields["Cost"] and "balance 100" in fields["Cost"]
+    assert "Cost" not in fields and "balance" not in str(ack)  # public card: no balance
+    assert fields["By"] == f"<@{server.alice}>"
     assert "ETA" in fields
     [job_id] = await job_ids(harness, server.alice)
+    assert await receipt(harness, interaction) == \
+        f"Charged 20 credits for job #{job_id}; your balance is now 100 credits."
     result = await harness.wait_for_message(server.general, is_result(job_id))
     assert f"<@{server.alice}>" in result["content"]
     mentions = result["allowed_mentions"]
