@@ -220,18 +220,18 @@ def compare_cancel_view(jobs: list[Job], slot_a: str, *, blind: bool) -> discord
 def charge_words(jobs: list[Job], balance: int, *, for_someone_else: bool = False) -> str:
     """The invoker's private receipt for starting jobs: what was charged and the balance left.
 
-    Sent only as an ephemeral follow-up; a balance never goes into a public message.
+    Sent only as an ephemeral follow-up; a balance never goes into a public message. Several jobs are
+    a /compare: no job ids then, since their order would tell a blind compare's models apart.
     """
-    ids = " and ".join(f"#{job.id}" for job in jobs)
-    noun = "job" if len(jobs) == 1 else "jobs"
+    what = f"job #{jobs[0].id}" if len(jobs) == 1 else "this comparison"
     credits = sum(job.price for job in jobs if not job.uses_own_key)
-    own_key = [job for job in jobs if job.uses_own_key]
+    own_key = sum(1 for job in jobs if job.uses_own_key)
     if own_key and not credits:
-        text = f"Billed to your OpenAI key: no credits charged for {noun} {ids}. Your balance: {balance} credits."
+        text = f"Billed to your OpenAI key: no credits charged for {what}. Your balance: {balance} credits."
     else:
-        text = f"Charged {credits} credits for {noun} {ids}; your balance is now {balance} credits."
+        text = f"Charged {credits} credits for {what}; your balance is now {balance} credits."
         if own_key:
-            text += " " + " and ".join(f"#{job.id}" for job in own_key) + " is billed to your OpenAI key."
+            text += " The rest is billed to your OpenAI key."
     if for_someone_else:
         text += " You pay for this one, not the author of the original job."
     return text

@@ -13,7 +13,7 @@ import pytest
 import bot.providers.simulated as simulated
 from storage import JobState
 from tests.e2e.harness import BotHarness
-from tests.e2e.test_video import download, job_ids, video_attachments
+from tests.e2e.test_video import download, job_ids, receipt, video_attachments
 
 MODEL_WORDS = ("kling", "sora", "openai", "kuaishou")
 
@@ -68,7 +68,8 @@ async def test_blind_compare_hides_the_models_until_the_vote(harness: BotHarness
     card = harness.response_message(ack)
     assert names_a_model(visible(card)) == [] and "job #" not in json.dumps(card["embeds"])
     assert [c["label"] for row in card["components"] for c in row["components"]] == ["Cancel A", "Cancel B"]
-    assert "26 credits for both" in json.dumps(card["embeds"])
+    assert "credits" not in json.dumps(card["embeds"])  # the price and balance are in the private receipt
+    assert await receipt(harness, ack) == "Charged 26 credits for this comparison; your balance is now 94 credits."
     assert await bot.store.ledger.balance(server.alice) == 120 - 10 - 16  # charged as before
 
     result = await harness.wait_for_message(server.general, lambda m: "comparison is ready" in m["content"])
