@@ -223,7 +223,8 @@ def charge_words(jobs: list[Job], balance: int, *, for_someone_else: bool = Fals
     Sent only as an ephemeral follow-up; a balance never goes into a public message. Several jobs are
     a /compare: no job ids then, since their order would tell a blind compare's models apart.
     """
-    what = f"job #{jobs[0].id}" if len(jobs) == 1 else "this comparison"
+    # "video #N", not "job #N": notices and results are found by "job #N", and this one is only a receipt.
+    what = f"video #{jobs[0].id}" if len(jobs) == 1 else "this comparison"
     credits = sum(job.price for job in jobs if not job.uses_own_key)
     own_key = sum(1 for job in jobs if job.uses_own_key)
     if own_key and not credits:

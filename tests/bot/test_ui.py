@@ -163,13 +163,13 @@ def test_public_card_names_the_owner_and_hides_cost_and_key_state() -> None:
 
 def test_charge_receipt_has_the_charge_and_balance() -> None:
     one = ui.charge_words([make_job(id=5, price=10)], 104)
-    assert one == "Charged 10 credits for job #5; your balance is now 104 credits."
+    assert one == "Charged 10 credits for video #5; your balance is now 104 credits."
     pair = ui.charge_words([make_job(id=5, price=10), make_job(id=6, price=16)], 94)
     assert pair == "Charged 26 credits for this comparison; your balance is now 94 credits."  # no ids: blind
     rerun = ui.charge_words([make_job(id=9, price=10)], 50, for_someone_else=True)
-    assert rerun.startswith("Charged 10 credits for job #9;") and "not the author of the original job" in rerun
+    assert rerun.startswith("Charged 10 credits for video #9;") and "not the author of the original job" in rerun
     own = ui.charge_words([make_job(id=8, price=0, uses_own_key=True)], 120)
-    assert own == "Billed to your OpenAI key: no credits charged for job #8. Your balance: 120 credits."
+    assert own == "Billed to your OpenAI key: no credits charged for video #8. Your balance: 120 credits."
 
 
 @settings(max_examples=150, deadline=None)

@@ -79,7 +79,7 @@ async def test_a_jobs_whole_life_in_a_channel_shows_no_balance_and_names_who_pre
     assert field(card, "By") == f"<@{server.alice}>" and no_ping(card)
     assert field(card, "Options").endswith("first frame")
     # The balance is still told, privately, to the one who pays.
-    assert await receipt(harness, ack) == f"Charged 10 credits for job #{job_id}; your balance is now 110 credits."
+    assert await receipt(harness, ack) == f"Charged 10 credits for video #{job_id}; your balance is now 110 credits."
 
     result = await harness.wait_for_message(server.general, is_result(job_id))
     assert field(result, "Options").endswith("first frame"), "the result keeps the first-frame tag"
@@ -94,7 +94,7 @@ async def test_a_jobs_whole_life_in_a_channel_shows_no_balance_and_names_who_pre
     assert no_ping(rerun_card)
     assert field(rerun_card, "Options").endswith("first frame"), "a rerun reuses the first frame"
     bob_receipt = await receipt(harness, rerun)
-    assert f"Charged 10 credits for job #{rerun_id}; your balance is now 110 credits." in bob_receipt
+    assert f"Charged 10 credits for video #{rerun_id}; your balance is now 110 credits." in bob_receipt
     assert "not the author of the original job" in bob_receipt
     rerun_result = await harness.wait_for_message(server.general, is_result(rerun_id))
     assert field(rerun_result, "By") == f"<@{server.bob}>" and f"<@{server.bob}>" in rerun_result["content"]
@@ -126,7 +126,7 @@ async def test_own_key_jobs_and_failures_keep_key_state_private(harness: BotHarn
     ack = await harness.invoke("/sora", user=server.alice, channel=server.general, prompt="[fail:auth] On my bill.",
                                use_own_key=True)
     [job_id] = await job_ids(harness, server.alice)
-    assert (await receipt(harness, ack)).startswith(f"Billed to your OpenAI key: no credits charged for job #{job_id}")
+    assert (await receipt(harness, ack)).startswith(f"Billed to your OpenAI key: no credits charged for video #{job_id}")
     notice = await harness.wait_for_message(server.general, lambda m: f"job #{job_id}" in m["content"]
                                             and "failed" in m["content"])
     assert f"/job show {job_id}" in notice["content"]
@@ -151,7 +151,7 @@ async def test_dms_and_user_installs_get_the_same_public_card_and_private_receip
     [job_id] = await job_ids(harness, server.bob)
     card = await card_of(harness, ack)
     assert field(card, "By") == f"<@{server.bob}>"
-    assert await receipt(harness, ack) == f"Charged 10 credits for job #{job_id}; your balance is now 110 credits."
+    assert await receipt(harness, ack) == f"Charged 10 credits for video #{job_id}; your balance is now 110 credits."
     await harness.wait_for_message(channel, is_result(job_id))
     assert_nothing_private(harness, channel, balances=[120, 110])
 

@@ -62,7 +62,7 @@ async def test_kling_in_a_guild_channel_is_charged_rendered_and_posted(harness: 
     assert "ETA" in fields
     [job_id] = await job_ids(harness, server.alice)
     assert await receipt(harness, interaction) == \
-        f"Charged 20 credits for job #{job_id}; your balance is now 100 credits."
+        f"Charged 20 credits for video #{job_id}; your balance is now 100 credits."
     result = await harness.wait_for_message(server.general, is_result(job_id))
     assert f"<@{server.alice}>" in result["content"]
     mentions = result["allowed_mentions"]
