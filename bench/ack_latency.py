@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-from bench.common import bench_bot, percentile, table
 from bot.sandbox.discord_server import Interaction, LoopbackDiscord
+
+from bench.common import bench_bot, percentile, table
 
 
 async def fire(server: LoopbackDiscord, users: list[int], command: str, total: int, rate: float | None) -> list[float]:

@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 
 from bot.sandbox.discord_server import LoopbackDiscord
+
 from tests.e2e.process import BotProcess
 
 

@@ -14,9 +14,9 @@ import sys
 import textwrap
 
 from aiohttp import web
+from bot.sandbox.discord_server import LoopbackDiscord
 
 from bench.common import bench_bot, rss_kib, table
-from bot.sandbox.discord_server import LoopbackDiscord
 
 MiB = 1024 * 1024
 CHUNK = b"\x00" * (256 * 1024)

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
+from bot.sandbox.discord.constants import Channel
 from bot.web import serve_video
 
 if TYPE_CHECKING:
@@ -79,12 +80,12 @@ class Console:
             for user in people:
                 with contextlib.suppress(Exception):
                     balances[user["id"]] = await self.bot.store.ledger.balance(int(user["id"]))
-        dms = {str(channel["recipient"]): {"id": str(cid), "name": channel["name"], "type": 1}
-               for cid, channel in server.channels.items() if channel["type"] == 1}
+        dms = {str(channel.recipient): {"id": str(cid), "name": channel.name, "type": channel.type}
+               for cid, channel in server.channels.items() if channel.type == Channel.DM}
         return web.json_response({
-            "guild": {"id": str(server.guild), "name": guild["name"]},
-            "channels": [{"id": str(cid), "name": server.channels[cid]["name"], "type": 0}
-                         for cid in guild["channels"]],
+            "guild": {"id": str(server.guild), "name": guild.name},
+            "channels": [{"id": str(cid), "name": server.channels[cid].name, "type": Channel.TEXT}
+                         for cid in guild.channels],
             "dms": dms,
             "users": people,
             "bot_name": server.bot_user["username"],
@@ -99,7 +100,8 @@ class Console:
     async def _dm(self, request: web.Request) -> web.Response:
         body = await request.json()
         channel_id = self.server.dm_channel(int(body["user_id"]))
-        return web.json_response({"id": str(channel_id), "name": self.server.channels[channel_id]["name"], "type": 1})
+        return web.json_response({"id": str(channel_id), "name": self.server.channels[channel_id].name,
+                                  "type": Channel.DM})
 
     async def _invoke(self, request: web.Request) -> web.Response:
         payload: dict[str, Any] = {}

@@ -10,8 +10,9 @@ from pydantic import SecretStr
 
 from bot.client import VideoBot
 from bot.config import Settings
+from bot.discord_api import point_discord_py_at
 from bot.sandbox.console import Console
-from bot.sandbox.discord_server import LoopbackDiscord, point_discord_py_at
+from bot.sandbox.discord import LoopbackDiscord
 
 log = logging.getLogger(__name__)
 SANDBOX_TOKEN = "sandbox-token"  # the loopback Discord accepts any token  # noqa: S105

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from tests.e2e.harness import BotHarness, FakeClock, LoopbackDriver, assert_videos_fast_start, e2e_settings
 
 

@@ -22,7 +22,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from tests.e2e.harness import FrozenClock, LoopbackDriver, running_client
 
 SPEC_PATH = Path("/work/shared/specs/discord-openapi.json")
@@ -281,7 +281,7 @@ async def test_upload_limits(server: LoopbackDiscord, loopback: LoopbackDriver, 
     assert isinstance(error, discord.HTTPException) and (error.status, error.code) == (413, 40005)
     boosted = server.add_guild("Boosted", premium_tier=2)
     lounge = server.add_channel(boosted, "lounge")
-    await server.broadcast("GUILD_CREATE", server._guild_payload(boosted))
+    await server.broadcast("GUILD_CREATE", server.guild_payload(boosted))
     await loopback.invoke("/post", channel=lounge, text="big", size=11 * MiB)
     sent = await bot.result("post")
     assert isinstance(sent, discord.Message) and sent.attachments[0].size == 11 * MiB
@@ -362,7 +362,7 @@ async def test_dm_creation_and_closed_dms(server: LoopbackDiscord, loopback: Loo
     dm = server.dm_channel(server.alice)
     assert [m["content"] for m in server.messages[dm]] == ["a private word"]
     closed = server.add_user("hermit", dms_closed=True)
-    server.guilds[server.guild]["members"].add(closed)
+    server.guilds[server.guild].members.add(closed)
     await loopback.invoke("/dm", user=closed)
     error = await bot.result("dm")
     assert isinstance(error, discord.Forbidden) and error.code == 50007

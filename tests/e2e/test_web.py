@@ -14,7 +14,7 @@ import pytest
 
 from bot.providers.kling import callback_token
 from bot.providers.webhooks import sign
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from storage import JobState
 from tests.e2e.harness import BotHarness, FakeClock, e2e_settings
 from tests.e2e.test_video import is_result, job_ids

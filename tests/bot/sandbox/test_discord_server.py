@@ -14,7 +14,8 @@ import jsonschema
 import pytest
 from discord import app_commands
 
-from bot.sandbox.discord_server import LoopbackDiscord, point_discord_py_at
+from bot.discord_api import point_discord_py_at
+from bot.sandbox.discord import LoopbackDiscord
 from tests.e2e.harness import FakeClock
 
 SPEC = json.loads((Path(__file__).parents[4] / "shared" / "specs" / "discord-openapi.json").read_text()) \
