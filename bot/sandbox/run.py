@@ -20,7 +20,7 @@ SANDBOX_TOKEN = "sandbox-token"  # the loopback Discord accepts any token  # noq
 
 async def start_sandbox(settings: Settings) -> tuple[LoopbackDiscord, Console, VideoBot, asyncio.Task[None]]:
     """Start everything and return once the bot is ready (also used by tests)."""
-    server = LoopbackDiscord()
+    server = LoopbackDiscord(data_dir=settings.sandbox_dir)
     await server.start()
     console = Console(server, settings.video_dir)
     await console.start(settings.sandbox_host, settings.sandbox_port)

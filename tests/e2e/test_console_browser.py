@@ -21,7 +21,8 @@ pytestmark = [
 @pytest.fixture
 async def sandbox(tmp_path: Path) -> AsyncIterator[str]:
     settings = Settings(database_path=tmp_path / "data" / "bot.sqlite3", video_dir=tmp_path / "data" / "videos",
-                        sandbox_port=0, web_port=0, simulated_speed=0.002, simulated_fps=2, secret_key="browser-" + "x" * 32)
+                        sandbox_dir=tmp_path / "data" / "sandbox", sandbox_port=0, web_port=0,
+                        simulated_speed=0.002, simulated_fps=2, secret_key="browser-" + "x" * 32)
     server, console, bot, task = await start_sandbox(settings)
     try:
         yield console.url

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from aiohttp import web
 from bot.sandbox.discord.constants import MiB
 from bot.sandbox.discord.gateway import Gateway, GatewaySession
 from bot.sandbox.discord.interactions import Interactions
+from bot.sandbox.discord.persist import WorldStore, rebase_urls
 from bot.sandbox.discord.rest import Fault, Recorded, Rest
 from bot.sandbox.discord.rules import UploadedFile
 from bot.sandbox.discord.world import Interaction, Payload, World
@@ -27,8 +29,12 @@ from bot.sandbox.discord.world import Interaction, Payload, World
 class LoopbackDiscord(World):
     """The fake Discord server: the world it serves, plus the means to act in it as Discord's users."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, bot_name: str = "VideoBot") -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time, bot_name: str = "VideoBot",
+                 data_dir: Path | None = None) -> None:
+        """`data_dir`: keep the world there across restarts (the sandbox); None keeps it in memory (tests)."""
         super().__init__(clock=clock, bot_name=bot_name)
+        self.store = WorldStore(data_dir) if data_dir is not None else None
+        self.restored = self.store.attach(self) if self.store is not None else False
         self.port = 0
         self.gateway = Gateway(self, lambda: self.gateway_url)
         self.interactions_api = Interactions(self, self.gateway)
@@ -47,8 +53,12 @@ class LoopbackDiscord(World):
         await web.TCPSite(self._runner, host, port).start()
         self.port = self._runner.addresses[0][1]
         self.base_url = f"http://127.0.0.1:{self.port}"
+        rebase_urls(self, self.saved_base_url, self.base_url)
+        self.changed()
 
     async def stop(self) -> None:
+        if self.store is not None:
+            self.store.flush()
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -146,6 +146,10 @@ class World:
         self._counter = itertools.count()
         self.events = Events(clock)
         self.base_url = "http://127.0.0.1:0"  # set by the server once it listens (attachment URLs)
+        self.saved_base_url = ""  # the address a restored world was saved under
+        self.on_change: Callable[[], None] | None = None  # persistence: the world changed
+        self.on_file: Callable[[int, StoredFile], None] | None = None  # persistence: a file was uploaded
+        self.events.listen(lambda _event: self.changed())
         self.app_id = self.new_id()
         self.bot_user = user_payload(self.app_id, bot_name, bot=True)
         self.users: dict[int, Payload] = {self.app_id: self.bot_user}
@@ -166,6 +170,10 @@ class World:
 
     # -- world building ------------------------------------------------------------------------
 
+    def changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
     def new_id(self) -> int:
         """A snowflake carrying the current time, as discord.py derives created_at (and token expiry) from it."""
         millis = int(self.clock() * 1000) - DISCORD_EPOCH_MS
@@ -178,6 +186,7 @@ class World:
         self.users[user_id] = user_payload(user_id, name)
         if dms_closed:
             self.dms_closed.add(user_id)
+        self.changed()
         return user_id
 
     def add_guild(self, name: str, *, owner: int | None = None, bot_member: bool = True,
@@ -188,6 +197,7 @@ class World:
             id=guild_id, name=name, owner_id=owner, premium_tier=premium_tier, bot_member=bot_member,
             members=set(self.users) - {self.app_id}, admins={owner}, upload_limit=upload_limit,
             admin_role=self.new_id(), bot_role=self.new_id())
+        self.changed()
         return guild_id
 
     def add_role(self, guild_id: int, name: str, members: set[int] | frozenset[int] = frozenset()) -> int:
@@ -204,6 +214,7 @@ class World:
                                                  bot_can_send=bot_can_send, bot_can_attach=bot_can_attach)
         self.guilds[guild_id].channels.append(channel_id)
         self.messages[channel_id] = []
+        self.changed()
         return channel_id
 
     def dm_channel(self, user_id: int) -> int:
@@ -214,6 +225,7 @@ class World:
         self.channels[channel_id] = ChannelState(id=channel_id, type=Channel.DM, recipient=user_id,
                                                  name=f"dm-{self.users[user_id]['username']}")
         self.messages[channel_id] = []
+        self.changed()
         return channel_id
 
     def add_group_dm(self, name: str, members: list[int]) -> int:
@@ -222,6 +234,7 @@ class World:
         self.channels[channel_id] = ChannelState(id=channel_id, type=Channel.GROUP_DM, recipients=list(members),
                                                  name=name, owner_id=members[0])
         self.messages[channel_id] = []
+        self.changed()
         return channel_id
 
     def upload_limit(self, guild_id: int | None) -> int:
@@ -363,7 +376,9 @@ class World:
 
     def store_file(self, data: bytes, content_type: str, name: str) -> int:
         attachment_id = self.new_id()
-        self.files[attachment_id] = StoredFile(data, content_type, name)
+        self.files[attachment_id] = stored = StoredFile(data, content_type, name)
+        if self.on_file is not None:
+            self.on_file(attachment_id, stored)
         return attachment_id
 
     def _attachments(self, body: Payload, files: Sequence[UploadedFile]) -> list[Payload]:
