@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from discord import app_commands
 
 from bot.sandbox.discord import LoopbackDiscord
-from bot.sandbox.discord.constants import Channel
+from bot.sandbox.discord.constants import Channel, Flag
 from bot.web import serve_video
 
 if TYPE_CHECKING:
@@ -84,6 +85,9 @@ class Console:
                for cid, channel in server.channels.items() if channel.type == Channel.DM}
         return web.json_response({
             "guild": {"id": str(server.guild), "name": guild.name},
+            "permissions": {user["id"]: str(server.member_permissions(server.guild, int(user["id"])))
+                            for user in people if int(user["id"]) in guild.members},
+            "defaults": self._defaults(),
             "channels": [{"id": str(cid), "name": server.channels[cid].name, "type": Channel.TEXT}
                          for cid in guild.channels],
             "dms": dms,
@@ -92,6 +96,22 @@ class Console:
             "commands": server.registered_commands(server.guild),
             "balances": balances,
         })
+
+    def _defaults(self) -> dict[str, dict[str, Any]]:
+        """Each command's option defaults, from the bot's own signatures: Discord's command payload has none,
+        and a person choosing options wants to know what leaving one empty means."""
+        if self.bot is None:
+            return {}
+        defaults: dict[str, dict[str, Any]] = {}
+        for command in self.bot.tree.walk_commands():
+            if not isinstance(command, app_commands.Command):
+                continue
+            values = {parameter.name: parameter.default for parameter in command.parameters
+                      if not parameter.required and parameter.default is not None
+                      and isinstance(parameter.default, str | int | float | bool)}
+            if values:
+                defaults[command.qualified_name] = values
+        return defaults
 
     async def _messages(self, request: web.Request) -> web.Response:
         channel_id = int(request.match_info["id"])
@@ -122,7 +142,14 @@ class Console:
             )
         except (KeyError, StopIteration, ValueError) as error:
             return web.json_response({"error": f"cannot run that command: {error}"}, status=400)
-        return web.json_response({"interaction_id": str(interaction.id)})
+        # Wait for the bot's acknowledgement (Discord gives it 3 s) so the page can tell a public answer (clear
+        # the composer, as Discord does) from a private one such as a refusal (keep the draft to fix it).
+        with contextlib.suppress(TimeoutError):
+            await interaction.wait_response(within=3.5)
+        flags = int((interaction.response or {}).get("flags") or 0)
+        return web.json_response({"interaction_id": str(interaction.id),
+                                  "answered": interaction.response_type is not None,
+                                  "ephemeral": bool(flags & Flag.EPHEMERAL)})
 
     async def _click(self, request: web.Request) -> web.Response:
         body = await request.json()
