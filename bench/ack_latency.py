@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import random
 
-from bot.sandbox.discord_server import Interaction, LoopbackDiscord
-
 from bench.common import bench_bot, percentile, table
+from bot.sandbox.discord import Interaction, LoopbackDiscord
 
 
 async def fire(server: LoopbackDiscord, users: list[int], command: str, total: int, rate: float | None) -> list[float]:
@@ -34,7 +33,7 @@ async def main() -> None:
     server = LoopbackDiscord()
     await server.start()
     users = [server.add_user(f"u{n}") for n in range(50)]
-    server.guilds[server.guild]["members"].update(users)
+    server.guilds[server.guild].members.update(users)
     bot = bench_bot(server)
     await bot.start()
     try:

@@ -49,7 +49,6 @@ class GatewaySession:
     shard: tuple[int, int] = (0, 1)
     connection: Connection | None = None
     seq: int = 0
-    resumes: int = 0
     backlog: deque[tuple[int, Dispatch]] = field(default_factory=lambda: deque(maxlen=GATEWAY_BACKLOG))
 
 
@@ -152,7 +151,6 @@ class Gateway:
             await previous.socket.close(code=4000, message=b"resumed elsewhere")
         session.connection = connection
         connection.shard = session.shard
-        session.resumes += 1
         after = int(data.get("seq") or 0)
         missed = [raw for seq, raw in session.backlog if seq > after]
         self.log.append(("RESUME", session.id))

@@ -62,11 +62,25 @@ def test_the_cycle_check_finds_cycles() -> None:
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
+def closure(graph: dict[str, set[str]], module: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [module]
+    while stack:
+        if (current := stack.pop()) not in seen:
+            seen.add(current)
+            stack.extend(graph[current])
+    return seen
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_each_module_imports_alone(module: str) -> None:
-    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60,
-                            check=False)
+    """A fresh interpreter imports the module and loads nothing of the package beyond what it imports."""
+    code = (f"import sys, {module}; "
+            f"print(' '.join(sorted(m for m in sys.modules if m.startswith('{PREFIX}.'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
+    graph = {name: internal_imports(name) for name in MODULES}
+    assert set(result.stdout.split()) == closure(graph, module)
 
 
 def test_production_start_up_does_not_load_the_loopback_discord() -> None:
