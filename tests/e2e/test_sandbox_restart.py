@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from bot.config import Settings
 from bot.sandbox.discord import LoopbackDiscord
@@ -79,13 +80,15 @@ async def test_the_world_survives_a_restart(tmp_path: Path) -> None:
         await stop(server, console, bot, task)
 
 
-async def test_an_unreadable_world_is_set_aside_and_the_sandbox_starts_afresh(tmp_path: Path) -> None:
+@pytest.mark.parametrize("saved", ['{"format": 99}', "{not json", '{"format": 1, "app_id": 5, "bot_user": {}, "named": {}}'])
+async def test_an_unreadable_world_is_set_aside_and_the_sandbox_starts_afresh(tmp_path: Path, saved: str) -> None:
     folder = tmp_path / "sandbox"
     folder.mkdir()
-    (folder / "world.json").write_text('{"format": 99}')
+    (folder / "world.json").write_text(saved)
     server = LoopbackDiscord(data_dir=folder)
-    assert not server.restored and server.general in server.channels
-    assert (folder / "world.unreadable.json").read_text() == '{"format": 99}'
+    assert not server.restored and server.app_id != 5  # nothing of a half-read snapshot was kept
+    assert server.general in server.channels and server.guild in server.guilds
+    assert (folder / "world.unreadable.json").read_text() == saved
 
 
 async def test_saves_are_debounced_and_atomic(tmp_path: Path) -> None:

@@ -50,33 +50,36 @@ def snapshot(world: World) -> dict[str, Any]:
 
 
 def restore(world: World, data: dict[str, Any], attachments: Path) -> None:
-    """Replace the world's state with a snapshot; attachment URLs are moved to the world's current address."""
+    """Replace the world's state with a snapshot; attachment URLs are moved to the world's current address.
+
+    Everything is read before anything is assigned, so a snapshot that fails to load leaves the world as it was.
+    """
     if data.get("format") != FORMAT:
         raise ValueError(f"unknown sandbox world format {data.get('format')!r}")
-    world.app_id = int(data["app_id"])
-    world.bot_user = data["bot_user"]
-    for name, value in data["named"].items():
-        setattr(world, name, int(value))
-    world.users = {int(user["id"]): user for user in data["users"]}
-    world.users[world.app_id] = world.bot_user
-    world.dms_closed = {int(user) for user in data["dms_closed"]}
-    world.guilds = {}
+    app_id, bot_user = int(data["app_id"]), data["bot_user"]
+    named = {name: int(data["named"][name]) for name in NAMED}
+    users = {int(user["id"]): user for user in data["users"]} | {app_id: bot_user}
+    guilds = {}
     for guild in data["guilds"]:
         state = GuildState(**guild)
         state.members, state.admins = set(guild["members"]), set(guild["admins"])
-        world.guilds[state.id] = state
-    world.channels = {channel["id"]: ChannelState(**channel) for channel in data["channels"]}
-    world.messages = {int(channel_id): messages for channel_id, messages in data["messages"].items()}
-    for channel_id in world.channels:
-        world.messages.setdefault(channel_id, [])
-    world.created_at = dict(data["created_at"])
-    world.commands = {entry["guild_id"]: entry["commands"] for entry in data["commands"]}
-    world.commands.setdefault(None, [])
-    world.files = {}
+        guilds[state.id] = state
+    channels = {channel["id"]: ChannelState(**channel) for channel in data["channels"]}
+    messages = {channel_id: [] for channel_id in channels} | {
+        int(channel_id): list(items) for channel_id, items in data["messages"].items()}
+    commands = {None: []} | {entry["guild_id"]: entry["commands"] for entry in data["commands"]}
+    files = {}
     for file_id, meta in data["files"].items():
         path = attachments / file_id
-        if path.is_file():
-            world.files[int(file_id)] = StoredFile(path.read_bytes(), meta["content_type"], meta["name"])
+        if path.is_file():  # a file whose upload was cut short is simply gone, like an expired attachment
+            files[int(file_id)] = StoredFile(path.read_bytes(), meta["content_type"], meta["name"])
+    world.app_id, world.bot_user, world.users = app_id, bot_user, users
+    for name, value in named.items():
+        setattr(world, name, value)
+    world.dms_closed = {int(user) for user in data["dms_closed"]}
+    world.guilds, world.channels, world.messages, world.commands, world.files = guilds, channels, messages, \
+        commands, files
+    world.created_at = dict(data["created_at"])
     world.saved_base_url = str(data.get("base_url") or "")
 
 
