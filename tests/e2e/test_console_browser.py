@@ -132,6 +132,11 @@ async def test_the_draft_survives_a_refusal_and_a_delivery(running: tuple[str, L
                                       within=30)
         await expect(page.locator("#messages video")).to_have_count(1, timeout=30_000)
         assert await draft() == (prompt, "10", 1, "/kling")
+        # Once the video knows its size the page is taller; the reader, who was at the bottom, stays there.
+        await page.wait_for_function("() => document.querySelector('#messages video').readyState >= 1")
+        await page.wait_for_function(
+            "() => { const b = document.getElementById('messages'); return b.scrollHeight > b.clientHeight"
+            " && b.scrollHeight - b.scrollTop - b.clientHeight < 5; }", timeout=5_000)
         overflow = await page.locator("#messages").evaluate("el => el.scrollWidth - el.clientWidth")
         assert overflow <= 0
 
