@@ -51,4 +51,4 @@ async def run_sandbox(settings: Settings) -> None:
         await bot.close()
         with contextlib.suppress(Exception):
             await console.stop()
-            await server.stop()
+        await server.stop()  # saves the world one last time
