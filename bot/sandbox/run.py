@@ -20,7 +20,10 @@ SANDBOX_TOKEN = "sandbox-token"  # the loopback Discord accepts any token  # noq
 
 async def start_sandbox(settings: Settings) -> tuple[LoopbackDiscord, Console, VideoBot, asyncio.Task[None]]:
     """Start everything and return once the bot is ready (also used by tests)."""
-    server = LoopbackDiscord(data_dir=settings.sandbox_dir)
+    try:
+        server = LoopbackDiscord(data_dir=settings.sandbox_dir)
+    except OSError as error:
+        raise SystemExit(f"SANDBOX_DIR={settings.sandbox_dir} cannot be used: {error.strerror or error}") from None
     await server.start()
     console = Console(server, settings.video_dir)
     await console.start(settings.sandbox_host, settings.sandbox_port)

@@ -103,7 +103,15 @@ async def test_saves_are_debounced_and_atomic(tmp_path: Path) -> None:
             while server.store.saves == 0:
                 await asyncio.sleep(0.05)
         assert server.store.saves == 1
-        assert sorted(tmp_path.iterdir()) == [tmp_path / "world.json"]  # no temporary file left behind
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["attachments", "world.json"]  # no temporary file
         assert len(json.loads((tmp_path / "world.json").read_text())["channels"]) == 21
     finally:
         await server.stop()
+
+
+async def test_an_unusable_sandbox_dir_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    taken = tmp_path / "data" / "sandbox"
+    taken.parent.mkdir()
+    taken.write_text("a file where the folder should be")
+    with pytest.raises(SystemExit, match=r"^SANDBOX_DIR=.*sandbox cannot be used: "):
+        await start_sandbox(sandbox_settings(tmp_path / "data"))

@@ -123,7 +123,11 @@ class WorldStore:
         self._pending: asyncio.TimerHandle | None = None
 
     def attach(self, world: World) -> bool:
-        """Load the saved world into `world` if there is one (True), and save it from now on."""
+        """Load the saved world into `world` if there is one (True), and save it from now on.
+
+        Raises OSError at once when the folder cannot be created, rather than failing at the first save.
+        """
+        self.attachments.mkdir(parents=True, exist_ok=True)
         loaded = False
         if self.path.is_file():
             try:
@@ -140,7 +144,11 @@ class WorldStore:
         return loaded
 
     def save_file(self, file_id: int, stored: StoredFile) -> None:
-        write_atomically(self.attachments / str(file_id), stored.data)
+        """Written once, at upload; if that fails the file is still served until the sandbox stops."""
+        try:
+            write_atomically(self.attachments / str(file_id), stored.data)
+        except OSError as error:
+            log.warning("could not keep sandbox attachment %s: %s", file_id, error)
 
     def schedule(self) -> None:
         """Save soon: the first change in a quiet period starts the timer, later ones ride along."""
@@ -154,11 +162,17 @@ class WorldStore:
         self._pending = loop.call_later(self.debounce, self.flush)
 
     def flush(self) -> None:
+        """Save now. A failed write (disk full) is logged and the previous file stays whole; the next change
+        tries again."""
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
         if self._world is None:
             return
         data = json.dumps(snapshot(self._world), separators=(",", ":")).encode()
-        write_atomically(self.path, data)
+        try:
+            write_atomically(self.path, data)
+        except OSError as error:
+            log.warning("could not save the sandbox world to %s: %s", self.path, error)
+            return
         self.saves += 1
