@@ -103,6 +103,13 @@ async def test_saves_are_debounced_and_atomic(tmp_path: Path) -> None:
             while server.store.saves == 0:
                 await asyncio.sleep(0.05)
         assert server.store.saves == 1
+        role = server.add_role(server.guild, "sora-ok", {server.alice})
+        server.team_members = [server.bob]
+        server.store.flush()
+        again = LoopbackDiscord(data_dir=tmp_path)
+        assert again.restored and again.guilds[server.guild].roles[role].members == {server.alice}
+        assert again.team_members == [server.bob]
+        assert again.guild_payload(server.guild)["roles"] == server.guild_payload(server.guild)["roles"]
         assert sorted(path.name for path in tmp_path.iterdir()) == ["attachments", "world.json"]  # no temporary file
         assert len(json.loads((tmp_path / "world.json").read_text())["channels"]) == 21
     finally:

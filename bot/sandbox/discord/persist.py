@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bot.sandbox.discord.world import ChannelState, GuildState, StoredFile, World
+from bot.sandbox.discord.world import ChannelState, GuildState, RoleState, StoredFile, World
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,11 @@ def snapshot(world: World) -> dict[str, Any]:
         "named": {name: getattr(world, name) for name in NAMED},
         "users": list(world.users.values()),
         "dms_closed": sorted(world.dms_closed),
-        "guilds": [asdict(guild) | {"members": sorted(guild.members), "admins": sorted(guild.admins)}
+        "guilds": [asdict(guild) | {"members": sorted(guild.members), "admins": sorted(guild.admins),
+                                    "roles": [{"id": role_id, "name": role.name, "members": sorted(role.members)}
+                                              for role_id, role in guild.roles.items()]}
                    for guild in world.guilds.values()],
+        "team_members": world.team_members,
         "channels": [asdict(channel) for channel in world.channels.values()],
         "messages": {str(channel_id): messages for channel_id, messages in world.messages.items()},
         "created_at": world.created_at,
@@ -63,6 +66,7 @@ def restore(world: World, data: dict[str, Any], attachments: Path) -> None:
     for guild in data["guilds"]:
         state = GuildState(**guild)
         state.members, state.admins = set(guild["members"]), set(guild["admins"])
+        state.roles = {int(role["id"]): RoleState(role["name"], set(role["members"])) for role in guild["roles"]}
         guilds[state.id] = state
     channels = {channel["id"]: ChannelState(**channel) for channel in data["channels"]}
     messages = {channel_id: [] for channel_id in channels} | {
@@ -80,6 +84,7 @@ def restore(world: World, data: dict[str, Any], attachments: Path) -> None:
     world.guilds, world.channels, world.messages, world.commands, world.files = guilds, channels, messages, \
         commands, files
     world.created_at = dict(data["created_at"])
+    world.team_members = data.get("team_members")
     world.saved_base_url = str(data.get("base_url") or "")
 
 
