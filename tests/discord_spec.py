@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+GUILD_MEDIA = 16
 
 
 def spec_path() -> Path:
@@ -27,10 +28,12 @@ def spec_path() -> Path:
 
 @functools.cache
 def load_spec() -> dict[str, Any] | None:
-    """The description with one relaxation, or None when it is not there.
+    """The description with two corrections where it falls short of Discord's docs, or None when it is absent.
 
     It types snowflakes as strings only; Discord also takes integers, and discord.py sends upload indexes
-    (`attachments[].id`) as ints. Accept both; nothing else is relaxed.
+    (`attachments[].id`) as ints: accept both. Its ChannelTypes lack GUILD_MEDIA (16), a documented channel
+    type that discord.py lists in a channel option's `channel_types`: add it. Nothing else is relaxed (the
+    spec's README says to follow the docs where the two differ).
     """
     path = spec_path()
     if not path.is_file():
@@ -38,6 +41,9 @@ def load_spec() -> dict[str, Any] | None:
     spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     snowflake = spec["components"]["schemas"]["SnowflakeType"]
     spec["components"]["schemas"]["SnowflakeType"] = {"anyOf": [snowflake, {"type": "integer", "minimum": 0}]}
+    channel_types = spec["components"]["schemas"]["ChannelTypes"]["oneOf"]
+    if not any(option.get("const") == GUILD_MEDIA for option in channel_types):
+        channel_types.append({"title": "GUILD_MEDIA", "const": GUILD_MEDIA})
     return spec
 
 
