@@ -50,7 +50,7 @@ async def linked_job(harness: BotHarness) -> tuple[int, str, int]:
     server = harness.server
     small = server.add_guild("Tiny uploads", upload_limit=20_000)
     room = server.add_channel(small, "room")
-    await server.broadcast("GUILD_CREATE", server._guild_payload(small))
+    await server.broadcast("GUILD_CREATE", server.guild_payload(small))
     await harness.invoke("/kling", user=server.alice, channel=room, prompt="A big file.")
     [job_id] = await job_ids(harness, server.alice)
     result = await harness.wait_for_message(room, is_result(job_id))
