@@ -11,7 +11,7 @@ import asyncio
 import random
 
 from bench.common import bench_bot, percentile, table
-from bot.sandbox.discord_server import Interaction, LoopbackDiscord
+from bot.sandbox.discord import Interaction, LoopbackDiscord
 
 
 async def fire(server: LoopbackDiscord, users: list[int], command: str, total: int, rate: float | None) -> list[float]:
@@ -33,7 +33,7 @@ async def main() -> None:
     server = LoopbackDiscord()
     await server.start()
     users = [server.add_user(f"u{n}") for n in range(50)]
-    server.guilds[server.guild]["members"].update(users)
+    server.guilds[server.guild].members.update(users)
     bot = bench_bot(server)
     await bot.start()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from tests.e2e.process import BotProcess
 
 

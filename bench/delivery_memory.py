@@ -16,7 +16,7 @@ import textwrap
 from aiohttp import web
 
 from bench.common import bench_bot, rss_kib, table
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 
 MiB = 1024 * 1024
 CHUNK = b"\x00" * (256 * 1024)
@@ -85,7 +85,7 @@ async def main() -> None:
     videos = BigVideos()
     await videos.start()
     server = LoopbackDiscord()
-    server.guilds[server.guild]["premium_tier"] = 2  # 50 MiB uploads
+    server.guilds[server.guild].premium_tier = 2  # 50 MiB uploads
     await server.start()
     rows = []
     try:

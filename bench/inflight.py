@@ -30,7 +30,7 @@ from bench.common import bench_bot, mean, percentile, rss_kib, table
 from bench.fixtures import insert_running
 from bench.polling import MIX, MODELS
 from bot.requests import parse_request
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from storage import CreditPolicy, Store
 
 IN_FLIGHT = 10_000
@@ -135,7 +135,7 @@ async def measure(loaded: bool) -> dict[str, Any]:
     server = LoopbackDiscord()
     await server.start()
     users = [server.add_user(f"u{n}") for n in range(50)]
-    server.guilds[server.guild]["members"].update(users)
+    server.guilds[server.guild].members.update(users)
     data = Path(tempfile.mkdtemp(prefix="bench-inflight-"))
     if loaded:
         store = await Store.open(data / "bot.sqlite3", CreditPolicy())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.common import bench_bot, mean, table
 from bench.fixtures import insert_in_flight
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from storage import CreditPolicy, Store
 
 RUNS = 3

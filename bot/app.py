@@ -11,8 +11,8 @@ import discord
 from bot.client import ShardedVideoBot, VideoBot
 from bot.config import Settings
 from bot.crypto import SecretKeyError
+from bot.discord_api import point_discord_py_at
 from bot.logs import setup_logging
-from bot.sandbox.discord_server import point_discord_py_at
 
 log = logging.getLogger(__name__)
 

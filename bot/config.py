@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     # Sandbox
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = Field(default=8765, ge=0, le=65535)
+    sandbox_dir: Path = Path("data/sandbox")  # the loopback world (guild, people, channels, messages, files)
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from discord import app_commands
 
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
+from bot.sandbox.discord.constants import Channel, Flag
 from bot.web import serve_video
 
 if TYPE_CHECKING:
@@ -79,18 +81,37 @@ class Console:
             for user in people:
                 with contextlib.suppress(Exception):
                     balances[user["id"]] = await self.bot.store.ledger.balance(int(user["id"]))
-        dms = {str(channel["recipient"]): {"id": str(cid), "name": channel["name"], "type": 1}
-               for cid, channel in server.channels.items() if channel["type"] == 1}
+        dms = {str(channel.recipient): {"id": str(cid), "name": channel.name, "type": channel.type}
+               for cid, channel in server.channels.items() if channel.type == Channel.DM}
         return web.json_response({
-            "guild": {"id": str(server.guild), "name": guild["name"]},
-            "channels": [{"id": str(cid), "name": server.channels[cid]["name"], "type": 0}
-                         for cid in guild["channels"]],
+            "guild": {"id": str(server.guild), "name": guild.name},
+            "permissions": {user["id"]: str(server.member_permissions(server.guild, int(user["id"])))
+                            for user in people if int(user["id"]) in guild.members},
+            "defaults": self._defaults(),
+            "channels": [{"id": str(cid), "name": server.channels[cid].name, "type": Channel.TEXT}
+                         for cid in guild.channels],
             "dms": dms,
             "users": people,
             "bot_name": server.bot_user["username"],
             "commands": server.registered_commands(server.guild),
             "balances": balances,
         })
+
+    def _defaults(self) -> dict[str, dict[str, Any]]:
+        """Each command's option defaults, from the bot's own signatures: Discord's command payload has none,
+        and a person choosing options wants to know what leaving one empty means."""
+        if self.bot is None:
+            return {}
+        defaults: dict[str, dict[str, Any]] = {}
+        for command in self.bot.tree.walk_commands():
+            if not isinstance(command, app_commands.Command):
+                continue
+            values = {parameter.name: parameter.default for parameter in command.parameters
+                      if not parameter.required and parameter.default is not None
+                      and isinstance(parameter.default, str | int | float | bool)}
+            if values:
+                defaults[command.qualified_name] = values
+        return defaults
 
     async def _messages(self, request: web.Request) -> web.Response:
         channel_id = int(request.match_info["id"])
@@ -99,7 +120,8 @@ class Console:
     async def _dm(self, request: web.Request) -> web.Response:
         body = await request.json()
         channel_id = self.server.dm_channel(int(body["user_id"]))
-        return web.json_response({"id": str(channel_id), "name": self.server.channels[channel_id]["name"], "type": 1})
+        return web.json_response({"id": str(channel_id), "name": self.server.channels[channel_id].name,
+                                  "type": Channel.DM})
 
     async def _invoke(self, request: web.Request) -> web.Response:
         payload: dict[str, Any] = {}
@@ -120,7 +142,14 @@ class Console:
             )
         except (KeyError, StopIteration, ValueError) as error:
             return web.json_response({"error": f"cannot run that command: {error}"}, status=400)
-        return web.json_response({"interaction_id": str(interaction.id)})
+        # Wait for the bot's acknowledgement (Discord gives it 3 s) so the page can tell a public answer (clear
+        # the composer, as Discord does) from a private one such as a refusal (keep the draft to fix it).
+        with contextlib.suppress(TimeoutError):
+            await interaction.wait_response(within=3.5)
+        flags = int((interaction.response or {}).get("flags") or 0)
+        return web.json_response({"interaction_id": str(interaction.id),
+                                  "answered": interaction.response_type is not None,
+                                  "ephemeral": bool(flags & Flag.EPHEMERAL)})
 
     async def _click(self, request: web.Request) -> web.Response:
         body = await request.json()

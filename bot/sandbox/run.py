@@ -10,8 +10,9 @@ from pydantic import SecretStr
 
 from bot.client import VideoBot
 from bot.config import Settings
+from bot.discord_api import point_discord_py_at
 from bot.sandbox.console import Console
-from bot.sandbox.discord_server import LoopbackDiscord, point_discord_py_at
+from bot.sandbox.discord import LoopbackDiscord
 
 log = logging.getLogger(__name__)
 SANDBOX_TOKEN = "sandbox-token"  # the loopback Discord accepts any token  # noqa: S105
@@ -19,7 +20,10 @@ SANDBOX_TOKEN = "sandbox-token"  # the loopback Discord accepts any token  # noq
 
 async def start_sandbox(settings: Settings) -> tuple[LoopbackDiscord, Console, VideoBot, asyncio.Task[None]]:
     """Start everything and return once the bot is ready (also used by tests)."""
-    server = LoopbackDiscord()
+    try:
+        server = LoopbackDiscord(data_dir=settings.sandbox_dir)
+    except OSError as error:
+        raise SystemExit(f"SANDBOX_DIR={settings.sandbox_dir} cannot be used: {error.strerror or error}") from None
     await server.start()
     console = Console(server, settings.video_dir)
     await console.start(settings.sandbox_host, settings.sandbox_port)
@@ -50,4 +54,4 @@ async def run_sandbox(settings: Settings) -> None:
         await bot.close()
         with contextlib.suppress(Exception):
             await console.stop()
-            await server.stop()
+        await server.stop()  # saves the world one last time

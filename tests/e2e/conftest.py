@@ -1,4 +1,9 @@
-"""Fixtures: a loopback Discord per test, and the real bot logged in to it."""
+"""Fixtures: a loopback Discord per test, and the real bot logged in to it.
+
+When Discord's OpenAPI description is available (tests/discord_spec.py), the loopback Discord checks every
+request body it receives against it, whoever sends it (the real bot, its worker processes, toy clients), and
+the test fails at teardown on any violation.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
+from tests.discord_spec import SpecChecker, load_spec
 from tests.e2e.harness import BotHarness, FakeClock, LoopbackDriver, assert_videos_fast_start, e2e_settings
 
 
@@ -17,14 +23,26 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[LoopbackDiscord]:
+def spec_checker() -> SpecChecker | None:
+    """Validates request bodies against Discord's description; None when the description is absent."""
+    spec = load_spec()
+    return SpecChecker(spec) if spec is not None else None
+
+
+@pytest.fixture
+async def server(clock: FakeClock, spec_checker: SpecChecker | None) -> AsyncIterator[LoopbackDiscord]:
     discord_server = LoopbackDiscord(clock=clock)
+    if spec_checker is not None:
+        discord_server.rest.body_checks.append(spec_checker)
     await discord_server.start()
     try:
         yield discord_server
     finally:
         await discord_server.stop()
     assert_videos_fast_start(discord_server)
+    if spec_checker is not None:
+        assert not spec_checker.violations, "request bodies Discord would refuse:\n" + "\n".join(
+            spec_checker.violations)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import discord
 
 from bot.client import VideoBot
 from bot.config import Settings
-from bot.sandbox.discord_server import Interaction, LoopbackDiscord, point_discord_py_at
+from bot.discord_api import point_discord_py_at
+from bot.sandbox.discord import Interaction, LoopbackDiscord
 
 
 class FakeClock:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.faults import POINTS
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from storage import JobState, LedgerKind, Store
 from tests.e2e.process import BotProcess
 

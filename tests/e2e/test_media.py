@@ -19,7 +19,7 @@ async def small_room(harness: BotHarness) -> int:
     server = harness.server
     small = server.add_guild("Small uploads", upload_limit=LIMIT)
     room = server.add_channel(small, "room")
-    await server.broadcast("GUILD_CREATE", server._guild_payload(small))  # the bot was already connected
+    await server.broadcast("GUILD_CREATE", server.guild_payload(small))  # the bot was already connected
     return room
 
 

@@ -147,11 +147,12 @@ async def test_heartbeat_latency_is_not_a_whole_interval(tmp_path: Path, monkeyp
     """The sandbox's "Can't keep up, websocket is 41.3s behind": the loopback ACKed a heartbeat before
     discord.py's keep-alive thread had recorded sending it, so the latency read as one whole interval
     (41.25 s). With a short interval the race shows within a few beats; latency must stay well below it."""
-    from bot.sandbox import discord_server
+    import bot.sandbox.discord.gateway as gateway
+    from bot.sandbox.discord import LoopbackDiscord
     from tests.e2e.harness import e2e_settings
 
-    monkeypatch.setattr(discord_server, "HEARTBEAT_INTERVAL_MS", 200)
-    server = discord_server.LoopbackDiscord()
+    monkeypatch.setattr(gateway, "HEARTBEAT_INTERVAL_MS", 200)
+    server = LoopbackDiscord()
     await server.start()
     harness = BotHarness(server=server, settings=e2e_settings(tmp_path, server))
     try:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from storage import JobState, LedgerKind
 from tests.bot.providers.fakes import (
     KLING_ACCESS,

@@ -59,7 +59,7 @@ async def test_burst_of_commands_and_grants_keeps_the_ledger_exact(harness: BotH
     assert bot is not None
     users = [server.add_user(f"user{n}") for n in range(20)]
     for user in users:
-        server.guilds[server.guild]["members"].add(user)
+        server.guilds[server.guild].members.add(user)
     invocations = [server.invoke("/kling", user=user, channel=server.general, options={"prompt": f"burst {n}"})
                    for n in range(10) for user in users]
     grants = [server.invoke("/credits-grant", user=server.admin, channel=server.general,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from storage import JobState, Store
 from tests.e2e.process import BotProcess
 
@@ -30,7 +30,7 @@ async def test_gateway_takes_commands_and_workers_deliver(server: LoopbackDiscor
         await gateway.start()
         for worker in workers:
             await worker.spawn()
-        assert len(server._sockets) == 1  # only the gateway process holds a gateway connection
+        assert len(server.gateway.connections) == 1  # only the gateway process holds a gateway connection
         for n in range(6):
             interaction = await server.invoke("/kling", user=server.alice if n % 2 else server.bob,
                                               channel=server.general, options={"prompt": f"split roles {n}"})
@@ -61,10 +61,10 @@ async def test_sharded_gateway_answers(server: LoopbackDiscord, tmp_path: Path) 
     await bot.start()
     try:
         async with asyncio.timeout(30):  # shards identify one after another, as Discord paces them
-            while {getattr(socket, "_shard", None) for socket in server._sockets} != {(0, 2), (1, 2)}:
+            while {connection.shard for connection in server.gateway.connections} != {(0, 2), (1, 2)}:
                 await asyncio.sleep(0.05)
         other = server.add_guild("Second guild")  # lands on whichever shard Discord's formula says
-        await server.broadcast("GUILD_CREATE", server._guild_payload(other))
+        await server.broadcast("GUILD_CREATE", server.guild_payload(other))
         room = server.add_channel(other, "room")
         for channel in (server.general, room, server.dm_channel(server.bob)):
             interaction = await server.invoke("/ping", user=server.bob, channel=channel)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.sandbox.discord_server import Interaction, LoopbackDiscord
+from bot.sandbox.discord import Interaction, LoopbackDiscord
 from storage import JobState, LedgerKind
 from tests.e2e.harness import BotHarness, e2e_settings
 from tests.e2e.test_video import is_result, job_ids, receipt

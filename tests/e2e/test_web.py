@@ -14,7 +14,7 @@ import pytest
 
 from bot.providers.kling import callback_token
 from bot.providers.webhooks import sign
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from storage import JobState
 from tests.e2e.harness import BotHarness, FakeClock, e2e_settings
 from tests.e2e.test_video import is_result, job_ids
@@ -50,7 +50,7 @@ async def linked_job(harness: BotHarness) -> tuple[int, str, int]:
     server = harness.server
     small = server.add_guild("Tiny uploads", upload_limit=20_000)
     room = server.add_channel(small, "room")
-    await server.broadcast("GUILD_CREATE", server._guild_payload(small))
+    await server.broadcast("GUILD_CREATE", server.guild_payload(small))
     await harness.invoke("/kling", user=server.alice, channel=room, prompt="A big file.")
     [job_id] = await job_ids(harness, server.alice)
     result = await harness.wait_for_message(room, is_result(job_id))

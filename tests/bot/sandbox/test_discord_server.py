@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import discord
@@ -14,11 +12,12 @@ import jsonschema
 import pytest
 from discord import app_commands
 
-from bot.sandbox.discord_server import LoopbackDiscord, point_discord_py_at
+from bot.discord_api import point_discord_py_at
+from bot.sandbox.discord import LoopbackDiscord
+from tests.discord_spec import load_spec
 from tests.e2e.harness import FakeClock
 
-SPEC = json.loads((Path(__file__).parents[4] / "shared" / "specs" / "discord-openapi.json").read_text()) \
-    if (Path(__file__).parents[4] / "shared" / "specs" / "discord-openapi.json").exists() else None
+SPEC = load_spec()
 
 
 class TinyBot(discord.Client):
@@ -194,7 +193,7 @@ async def test_resume_after_a_dropped_gateway(world) -> None:  # type: ignore[no
     assert isinstance(text, discord.InteractionCallbackResponse)
 
 
-@pytest.mark.skipif(SPEC is None, reason="shared/specs not present")
+@pytest.mark.skipif(SPEC is None, reason="Discord's OpenAPI description is not in ../shared/specs")
 async def test_bodies_match_discords_openapi_description(world) -> None:  # type: ignore[no-untyped-def]
     server, client, _ = world
     await run(server, client, "/say", text="spec check")

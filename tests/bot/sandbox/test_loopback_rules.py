@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.sandbox.discord_server import NONCE_WINDOW, LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
+from bot.sandbox.discord.constants import NONCE_WINDOW
 from tests.e2e.harness import FrozenClock
 
 MiB = 1024 * 1024
