@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bot.sandbox.discord_server import Interaction
+from bot.sandbox.discord import Interaction
 from storage import JobState
 from tests.e2e.harness import BotHarness
 from tests.e2e.test_video import is_result, job_ids, receipt

@@ -9,7 +9,7 @@ import av
 import pytest
 from PIL import Image
 
-from bot.sandbox.discord_server import Interaction
+from bot.sandbox.discord import Interaction
 from storage import JobState, LedgerKind
 from tests.e2e.harness import BotHarness
 
