@@ -13,7 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import metrics, retention
+from bot import catalogue, metrics, retention
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.delivery import Delivery
@@ -62,6 +62,8 @@ class VideoBot(commands.Bot):
             **options,
         )
         self.settings = settings
+        # The models this process offers: validators, choices and prices all read it from here on.
+        catalogue.install(settings.build_catalogue())
         self.clock = clock
         self.operators: dict[int, str] = {}  # user id -> where that operator came from; filled in setup_hook
         self._providers = providers

@@ -17,6 +17,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot import catalogue
+
 KlingProvider = Literal["simulated", "replicate", "kling"]
 SoraProvider = Literal["simulated", "replicate", "openai"]
 
@@ -57,6 +59,9 @@ class Settings(BaseSettings):
     health_max_loop_lag_seconds: float = Field(default=5.0, gt=0)
     media_parallel_encodes: int = Field(default=1, ge=1, le=8)  # re-encodes of over-limit videos at once
 
+    # Models: the shipped catalogue (bot/models.toml) plus the operator's entries, merged by id
+    models_file: Path | None = None
+
     # Providers
     kling_provider: KlingProvider = "simulated"
     sora_provider: SoraProvider = "simulated"
@@ -69,6 +74,7 @@ class Settings(BaseSettings):
     kling_access_key: SecretStr | None = None
     kling_secret_key: SecretStr | None = None
     kling_api_base: str = "https://api-singapore.klingai.com"
+    # Deprecated: the default models' ids at the configured provider (use MODELS_FILE provider_ids)
     kling_model: str | None = None
     sora_model: str | None = None
     sora_pro_model: str | None = None
@@ -94,9 +100,10 @@ class Settings(BaseSettings):
     # Credits
     start_balance: int = Field(default=100, ge=0)
     daily_grant: int = Field(default=20, ge=0)
-    price_kling_per_second: int = Field(default=2, ge=0)
-    price_sora_per_second: int = Field(default=4, ge=0)
-    price_sora_high_per_second: int = Field(default=10, ge=0)
+    # Deprecated: prices live in the catalogue (price_per_second); set, these override the default models'
+    price_kling_per_second: int | None = Field(default=None, ge=0)
+    price_sora_per_second: int | None = Field(default=None, ge=0)
+    price_sora_high_per_second: int | None = Field(default=None, ge=0)
     max_concurrent_jobs: int = Field(default=2, ge=1)
     daily_spend_limit: int | None = Field(default=None, ge=0)  # credits across all users per UTC day; blank = none
     new_account_min_days: float = Field(default=7.0, ge=0)  # younger Discord accounts get no grants yet
@@ -176,6 +183,36 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} needs DATABASE_URL (PostgreSQL): on SQLite a gateway's new jobs "
                              "cannot wake a worker; use BOT_ROLE=all")
         return value
+
+    @field_validator("models_file", mode="before")
+    @classmethod
+    def _models_file(cls, value: object) -> object:
+        """Load and check the file now: a bad catalogue must stop the bot at start, not at a command."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            catalogue.load(Path(str(value)))
+        except catalogue.CatalogueError as error:
+            raise ValueError(str(error).removeprefix("MODELS_FILE: ")) from None
+        return value
+
+    @field_validator("price_kling_per_second", "price_sora_per_second", "price_sora_high_per_second",
+                     "kling_model", "sora_model", "sora_pro_model", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def build_catalogue(self) -> catalogue.Catalogue:
+        """MODELS_FILE over the shipped catalogue, with the deprecated *_MODEL ids applied."""
+        books = catalogue.load(self.models_file)
+        legacy: dict[str, dict[str, str]] = {}
+        pairs = [(books.default("kling"), self.kling_provider, self.kling_model),
+                 (books.default("sora"), self.sora_provider, self.sora_model),
+                 (books.high_default("sora"), self.sora_provider, self.sora_pro_model)]
+        for spec, provider, model_id in pairs:
+            if spec is not None and model_id:
+                legacy.setdefault(spec.id, {})[provider] = model_id
+        return books.with_provider_ids(legacy)
 
     @field_validator("database_url")
     @classmethod

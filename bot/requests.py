@@ -1,7 +1,8 @@
 """Validated video requests: the only way options from Discord reach the domain.
 
-Each model enforces exactly the option sets in MODELS.md. Errors carry a sentence a user can act
-on (it names the allowed values), so cogs can show it as-is.
+Each model enforces exactly the option sets of its entry in the model catalogue (bot/catalogue.py,
+bot/models.toml). Errors carry a sentence a user can act on (it names the allowed values), so cogs
+can show it as-is.
 """
 
 from __future__ import annotations
@@ -9,19 +10,22 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-KLING_PROMPT_MAX = 2500
-SORA_PROMPT_MAX = 4000
+from bot import catalogue
+from bot.catalogue import ModelSpec
+
 NEGATIVE_PROMPT_MAX = 2500
+CFG_DEFAULT = 0.5  # the providers' own default for models that take a CFG scale
 
 
 class ModelName(StrEnum):
-    """The video models users pick between."""
+    """The model families, one slash command each (the catalogue lists the models in each)."""
 
     KLING = "kling"
     SORA = "sora"
@@ -36,14 +40,19 @@ class RequestError(ValueError):
         self.field = field
 
 
-class PriceTable(BaseModel):
-    """Credits per second of output; admins can change it at runtime."""
+class PriceTable:
+    """Credits per second in force: the catalogue's prices with runtime overrides (by price key)."""
 
-    model_config = ConfigDict(frozen=True)
+    def __init__(self, overrides: Mapping[str, int] | None = None) -> None:
+        self.overrides = dict(overrides or {})
 
-    kling_per_second: int = Field(default=2, ge=0)
-    sora_per_second: int = Field(default=4, ge=0)
-    sora_high_per_second: int = Field(default=10, ge=0)
+    def per_second(self, spec: ModelSpec, tier: catalogue.Tier = "standard") -> int:
+        return self.overrides.get(catalogue.price_key(spec, tier), spec.base_price(tier))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PriceTable) and other.overrides == self.overrides
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
@@ -84,25 +93,68 @@ def _clean_prompt(value: Any, limit: int, label: str) -> str:
     return text
 
 
-def _choice(value: Any, allowed: tuple[Any, ...], message: str) -> Any:
+def _choice(value: Any, allowed: tuple[Any, ...], message: str, params: dict[str, Any] | None = None) -> Any:
     """Coerce `value` to one of `allowed` (ints may come as strings), or raise `message`."""
     for option in allowed:
         if value == option or (isinstance(value, str) and value.strip().lower() == str(option).lower()):
             return option
     if isinstance(value, float) and value.is_integer() and int(value) in allowed:
         return int(value)
-    raise PydanticCustomError("choice", message, {"got": value})
+    raise PydanticCustomError("choice", message, {"got": value, **(params or {})})
+
+
+def _words(values: tuple[Any, ...]) -> str:
+    """'5 or 10', '4, 8 or 12': allowed values as a user reads them."""
+    texts = [str(value) for value in values]
+    return texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} or {texts[-1]}"
+
+
+def _spec(family: ModelName, data: dict[str, Any]) -> ModelSpec:
+    """The catalogue entry a request names, or the family's default (old stored jobs name none)."""
+    books = catalogue.current()
+    model_id = data.get("model_id")
+    if model_id is None:
+        if family is ModelName.SORA and str(data.get("resolution", "")).strip().lower() == "high":
+            high = books.high_default(family.value)  # `resolution: high` alone meant "the pro model"
+            if high is not None:
+                return high
+        return books.default(family.value)
+    try:
+        spec = books.get(str(model_id))
+    except KeyError:
+        spec = None
+    if spec is None or spec.family != family.value:
+        choices = _words(tuple(s.id for s in books.enabled(family.value)))
+        raise PydanticCustomError("choice", "Unknown {family} model {got}; choose {choices}.",
+                                  {"family": books.family(family.value).label, "got": model_id, "choices": choices})
+    return spec
+
+
+def _not_offered(spec: ModelSpec, data: dict[str, Any]) -> None:
+    """Options the model does not take are refused in plain words, never dropped."""
+    if data.get("negative_prompt") is not None and not spec.negative_prompt:
+        raise PydanticCustomError("not_offered", "{label} does not take a negative prompt; describe what you want "
+                                  "instead.", {"label": spec.label})
+    if data.get("cfg_scale") is not None and not spec.cfg_scale:
+        raise PydanticCustomError("not_offered", "{label} has no CFG scale option.", {"label": spec.label})
+    if data.get("use_own_key") and not spec.own_key:
+        raise PydanticCustomError("not_offered", "{label} cannot bill your own API key.", {"label": spec.label})
 
 
 class VideoRequest(BaseModel):
-    """What both models share: a prompt, a duration and an optional first frame."""
+    """What every model shares: a model id, a prompt, a duration and an optional first frame.
+
+    The options a model takes and the values they may have come from its catalogue entry
+    (bot/models.toml); the family's request class only names the options.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: ClassVar[ModelName]
-    label: ClassVar[str]
 
+    model_id: str = Field(description="Catalogue id; filled with the family default when absent (old jobs).")
     prompt: str
+    duration: int
     reference_image: str | None = Field(
         default=None, description="Local path of the fetched, resized first frame."
     )
@@ -111,6 +163,40 @@ class VideoRequest(BaseModel):
         default=False, description="Half of a blind /compare: nothing rendered may name the model."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_catalogue(cls, data: Any) -> Any:
+        """Resolve the model and check every catalogue-bound option against its entry."""
+        if not isinstance(data, dict):
+            return data
+        spec = _spec(cls.model, data)
+        data = {**data, "model_id": spec.id}
+        _not_offered(spec, data)
+        data["duration"] = _choice(
+            data.get("duration", spec.duration_default), spec.durations,
+            "{label} videos are {allowed} seconds long (got {got}).",
+            {"label": spec.label, "allowed": _words(spec.durations)},
+        )
+        data["prompt"] = _clean_prompt(data.get("prompt"), catalogue.current().family(spec.family).prompt_max,
+                                       spec.label)
+        return cls._family_options(spec, data)
+
+    @classmethod
+    def _family_options(cls, spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    @property
+    def spec(self) -> ModelSpec:
+        return catalogue.get(self.model_id)
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
+
+    @property
+    def tier(self) -> catalogue.Tier:
+        return "standard"
+
     @property
     def size(self) -> tuple[int, int]:
         """Output frame size as (width, height)."""
@@ -118,18 +204,25 @@ class VideoRequest(BaseModel):
 
     @property
     def has_audio(self) -> bool:
-        raise NotImplementedError
+        return self.spec.audio
 
     @property
     def seconds(self) -> int:
-        return int(self.duration)  # type: ignore[attr-defined]
+        return int(self.duration)
+
+    @property
+    def own_key(self) -> bool:
+        return False
 
     def price(self, table: PriceTable | None = None) -> int:
-        raise NotImplementedError
+        """Credits this request costs: per second of output, from the catalogue or an override."""
+        if self.own_key:
+            return 0
+        return (table or PriceTable()).per_second(self.spec, self.tier) * self.duration
 
     def typical_wait(self) -> tuple[float, float]:
-        """Typical provider wait in seconds (low, high), from MODELS.md."""
-        raise NotImplementedError
+        """Typical provider wait in seconds (low, high), from the catalogue."""
+        return self.spec.wait(self.duration)
 
     def size_text(self) -> str:
         width, height = self.size
@@ -137,48 +230,29 @@ class VideoRequest(BaseModel):
 
 
 class KlingRequest(VideoRequest):
-    """Kling 2.0: 720p, 5 or 10 s, three aspect ratios, CFG and negative prompt, no audio."""
+    """A Kling-family request: aspect ratio, and CFG scale / negative prompt where the model takes them."""
 
     model: ClassVar[ModelName] = ModelName.KLING
-    label: ClassVar[str] = "Kling 2.0"
-    SIZES: ClassVar[dict[str, tuple[int, int]]] = {
-        "16:9": (1280, 720),
-        "9:16": (720, 1280),
-        "1:1": (720, 720),
-    }
 
-    duration: Literal[5, 10] = 5
-    aspect_ratio: Literal["16:9", "9:16", "1:1"] = "16:9"
-    cfg_scale: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    aspect_ratio: str
+    cfg_scale: float | None = None
     negative_prompt: str | None = None
 
-    @field_validator("prompt", mode="before")
     @classmethod
-    def _prompt(cls, value: Any) -> str:
-        return _clean_prompt(value, KLING_PROMPT_MAX, "Kling")
-
-    @field_validator("duration", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> int:
-        return _choice(value, (5, 10), "Kling videos are 5 or 10 seconds long (got {got}).")
-
-    @field_validator("aspect_ratio", mode="before")
-    @classmethod
-    def _aspect(cls, value: Any) -> str:
-        return _choice(value, ("16:9", "9:16", "1:1"), "Kling aspect ratio must be 16:9, 9:16 or 1:1 (got {got}).")
-
-    @field_validator("cfg_scale", mode="before")
-    @classmethod
-    def _cfg(cls, value: Any) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if not 0.0 <= number <= 1.0:
-            raise PydanticCustomError(
-                "cfg", "CFG scale must be between 0.0 and 1.0 (got {got}); 0.5 is the default.", {"got": value}
-            )
-        return number
+    def _family_options(cls, spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("orientation") is not None:
+            raise PydanticCustomError("not_offered", "{label} has no orientation option; use aspect_ratio.",
+                                      {"label": spec.label})
+        data["aspect_ratio"] = _choice(
+            data.get("aspect_ratio", spec.shapes[0]), spec.shapes,
+            "{label} aspect ratio must be {allowed} (got {got}).",
+            {"label": spec.label, "allowed": _words(spec.shapes)},
+        )
+        if data.get("cfg_scale") is not None:
+            data["cfg_scale"] = _cfg(data["cfg_scale"])
+        elif spec.cfg_scale:
+            data["cfg_scale"] = CFG_DEFAULT
+        return data
 
     @field_validator("negative_prompt", mode="before")
     @classmethod
@@ -200,104 +274,77 @@ class KlingRequest(VideoRequest):
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.SIZES[self.aspect_ratio]
+        return self.spec.size(self.aspect_ratio)
 
-    @property
-    def has_audio(self) -> bool:
-        return False
 
-    def price(self, table: PriceTable | None = None) -> int:
-        return (table or PriceTable()).kling_per_second * self.duration
+def _cfg(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0.0 <= number <= 1.0:
+        raise PydanticCustomError(
+            "cfg", "CFG scale must be between 0.0 and 1.0 (got {got}); 0.5 is the default.", {"got": value}
+        )
+    return number
 
-    def typical_wait(self) -> tuple[float, float]:
-        return (120.0, 180.0) if self.duration == 5 else (240.0, 360.0)
+
+def _tier_words(spec: ModelSpec | None) -> str:
+    """'standard (720p) or high (1024p)', from the sizes of the model that has both tiers."""
+    if spec is None:
+        return "standard"
+    return " or ".join(f"{tier} ({min(spec.size(spec.shapes[0], tier))}p)" for tier in spec.tiers)
 
 
 class SoraRequest(VideoRequest):
-    """Sora 2: 4/8/12 s, portrait or landscape, standard or high (pro model), with audio."""
+    """A Sora-family request: orientation, resolution tier, and the user's own OpenAI key."""
 
     model: ClassVar[ModelName] = ModelName.SORA
-    label: ClassVar[str] = "Sora 2"
-    SIZES: ClassVar[dict[tuple[str, str], tuple[int, int]]] = {
-        ("standard", "landscape"): (1280, 720),
-        ("standard", "portrait"): (720, 1280),
-        ("high", "landscape"): (1792, 1024),
-        ("high", "portrait"): (1024, 1792),
-    }
-    NOT_OFFERED: ClassVar[dict[str, str]] = {
-        "negative_prompt": "Sora does not take a negative prompt; describe what you want instead.",
-        "cfg_scale": "Sora has no CFG scale option; that is a Kling setting.",
-        "aspect_ratio": "Sora has no aspect ratio option; use orientation: landscape or portrait.",
-    }
 
-    duration: Literal[4, 8, 12] = 4
     resolution: Literal["standard", "high"] = "standard"
-    orientation: Literal["landscape", "portrait"] = "landscape"
+    orientation: str
     use_own_key: bool = False
 
-    @model_validator(mode="before")
     @classmethod
-    def _reject_kling_options(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key, message in cls.NOT_OFFERED.items():
-                if data.get(key) is not None:
-                    if key == "aspect_ratio" and data[key] == "1:1":
-                        message = "Sora has no square format; choose landscape or portrait."
-                    raise PydanticCustomError("not_offered", message)
+    def _family_options(cls, spec: ModelSpec, data: dict[str, Any]) -> dict[str, Any]:
+        aspect = data.get("aspect_ratio")
+        if aspect is not None:
+            message = "{label} has no aspect ratio option; use orientation: landscape or portrait."
+            if aspect == "1:1":
+                message = "{label} has no square format; choose landscape or portrait."
+            raise PydanticCustomError("not_offered", message, {"label": spec.label})
+        orientation = data.get("orientation", spec.shapes[0])
+        if isinstance(orientation, str) and orientation.strip() in {"square", "1:1"}:
+            raise PydanticCustomError("square", "{label} has no square format; choose landscape or portrait.",
+                                      {"label": spec.label})
+        data["orientation"] = _choice(orientation, spec.shapes, "{label} orientation must be {allowed} (got {got}).",
+                                      {"label": spec.label, "allowed": _words(spec.shapes)})
+        high = catalogue.current().high_default(spec.family)
+        resolution = _choice(data.get("resolution", "standard"), ("standard", "high"),
+                             "Resolution must be {allowed} (got {got}).", {"allowed": _tier_words(high)})
+        if resolution not in spec.tiers:
+            hint = f"; choose model {high.label}" if high is not None else ""
+            raise PydanticCustomError("not_offered", "{label} has no {got} resolution{hint}.",
+                                      {"label": spec.label, "got": resolution, "hint": hint})
+        data["resolution"] = resolution
         return data
 
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _prompt(cls, value: Any) -> str:
-        return _clean_prompt(value, SORA_PROMPT_MAX, "Sora")
-
-    @field_validator("duration", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> int:
-        return _choice(value, (4, 8, 12), "Sora videos are 4, 8 or 12 seconds long (got {got}).")
-
-    @field_validator("resolution", mode="before")
-    @classmethod
-    def _resolution(cls, value: Any) -> str:
-        return _choice(
-            value, ("standard", "high"), "Sora resolution must be standard (720p) or high (1024p) (got {got})."
-        )
-
-    @field_validator("orientation", mode="before")
-    @classmethod
-    def _orientation(cls, value: Any) -> str:
-        if isinstance(value, str) and value.strip() in {"square", "1:1"}:
-            raise PydanticCustomError("square", "Sora has no square format; choose landscape or portrait.")
-        return _choice(
-            value, ("landscape", "portrait"), "Sora orientation must be landscape or portrait (got {got})."
-        )
+    @property
+    def tier(self) -> catalogue.Tier:
+        return self.resolution
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.SIZES[(self.resolution, self.orientation)]
-
-    @property
-    def has_audio(self) -> bool:
-        return True
+        return self.spec.size(self.orientation, self.resolution)
 
     @property
     def is_pro(self) -> bool:
-        """High resolution renders on the pro model."""
+        """Renders at the high tier (1024p)."""
         return self.resolution == "high"
 
-    def price(self, table: PriceTable | None = None) -> int:
-        if self.use_own_key:
-            return 0
-        table = table or PriceTable()
-        per_second = table.sora_high_per_second if self.is_pro else table.sora_per_second
-        return per_second * self.duration
-
-    def typical_wait(self) -> tuple[float, float]:
-        extra = self.duration - 4
-        low, high = 300.0 + 37.5 * extra, 480.0 + 52.5 * extra
-        if self.is_pro:
-            low, high = low * 4 / 3, high * 4 / 3
-        return (low, high)
+    @property
+    def own_key(self) -> bool:
+        return self.use_own_key
 
 
 AnyRequest = KlingRequest | SoraRequest
@@ -320,15 +367,22 @@ def _user_message(error: ValidationError) -> tuple[str, str | None]:
     return (message, field)
 
 
-def parse_request(model: ModelName | str, **options: Any) -> AnyRequest:
-    """Validate raw options (None means "not given") into a request, or raise RequestError."""
+def parse_request(model: ModelName | str, *, has_image: bool = False, **options: Any) -> AnyRequest:
+    """Validate raw options (None means "not given") into a request, or raise RequestError.
+
+    `model_id` picks a catalogue entry of the family (default: the family's default model);
+    `has_image` says a first frame is attached, which the model must take.
+    """
     kind = ModelName(model)
     cleaned = {key: value for key, value in options.items() if value is not None}
     try:
-        return REQUEST_TYPES[kind].model_validate(cleaned)  # type: ignore[return-value]
+        request: AnyRequest = REQUEST_TYPES[kind].model_validate(cleaned)  # type: ignore[assignment]
     except ValidationError as error:
         message, field = _user_message(error)
         raise RequestError(message, field) from None
+    if has_image and not request.spec.first_frame:
+        raise RequestError(f"{request.label} does not take a first frame image.", "image")
+    return request
 
 
 def request_from_json(model: ModelName | str, data: str) -> AnyRequest:
