@@ -203,16 +203,8 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     def build_catalogue(self) -> catalogue.Catalogue:
-        """MODELS_FILE over the shipped catalogue, with the deprecated *_MODEL ids applied."""
-        books = catalogue.load(self.models_file)
-        legacy: dict[str, dict[str, str]] = {}
-        pairs = [(books.default("kling"), self.kling_provider, self.kling_model),
-                 (books.default("sora"), self.sora_provider, self.sora_model),
-                 (books.high_default("sora"), self.sora_provider, self.sora_pro_model)]
-        for spec, provider, model_id in pairs:
-            if spec is not None and model_id:
-                legacy.setdefault(spec.id, {})[provider] = model_id
-        return books.with_provider_ids(legacy)
+        """MODELS_FILE merged over the shipped catalogue (checked once already, at validation)."""
+        return catalogue.load(self.models_file)
 
     @field_validator("database_url")
     @classmethod

@@ -62,14 +62,19 @@ def duration_words(seconds: float) -> str:
 
 def options_line(request: AnyRequest) -> str:
     if isinstance(request, KlingRequest):
-        parts = [f"{request.duration} s", request.aspect_ratio, f"{request.size_text()}", f"CFG {request.cfg_scale:g}"]
+        parts = [f"{request.duration} s", request.aspect_ratio, f"{request.size_text()}"]
+        if request.cfg_scale is not None:
+            parts.append(f"CFG {request.cfg_scale:g}")
+        if request.has_audio:
+            parts.append("audio")
         if request.negative_prompt:
             parts.append("negative prompt")
     else:
         assert isinstance(request, SoraRequest)
         # Billing to the user's own OpenAI key is not shown here: this line is on public cards.
-        parts = [f"{request.duration} s", request.orientation, f"{request.resolution} ({request.size_text()})",
-                 "audio"]
+        parts = [f"{request.duration} s", request.orientation, f"{request.resolution} ({request.size_text()})"]
+        if request.has_audio:
+            parts.append("audio")
     return " · ".join(parts)
 
 
@@ -246,7 +251,8 @@ def failure_words(job: Job, *, private: bool = False) -> str:
     """
     code = job.error_code or ""
     model = job.provider_model or job.model
-    variable = "KLING_MODEL / KLING_PROVIDER" if job.model == "kling" else "SORA_MODEL / SORA_PROVIDER"
+    provider_setting = "KLING_PROVIDER" if job.model == "kling" else "SORA_PROVIDER"
+    variable = f"{provider_setting} or the model's provider_ids (MODELS_FILE)"
     messages = {
         "content_policy": "the provider's safety filter refused this prompt or image. Try rephrasing it.",
         "model_unavailable": f"the model `{model}` is no longer available at {job.provider}. "

@@ -6,6 +6,7 @@ the bot to a server of their own manages that server, not the operator's money.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -14,10 +15,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import ui
-from bot.pricing import current_prices, price_lines
+from bot import catalogue, ui
+from bot.pricing import LEGACY_KEYS, current_prices, legacy_key, price_lines
 from cogs._shared import refuse
-from storage.store import PRICE_KEYS
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -33,6 +33,10 @@ class Credits(commands.Cog):
 
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
+        # The price keys are the catalogue's (model id, or id:high): set when the cog loads.
+        params = self.credits_set_price._params
+        choices = [app_commands.Choice(name=_key_name(key), value=key) for key in catalogue.current().price_keys()]
+        params["option"] = dataclasses.replace(params["option"], choices=choices[: catalogue.MAX_CHOICES])
 
     @app_commands.command(name="credits", description="Your balance, today's grant, prices and recent activity.")
     async def credits(self, interaction: discord.Interaction) -> None:
@@ -85,8 +89,8 @@ class Credits(commands.Cog):
         )
 
     @app_commands.command(name="credits-set-price", description="Bot operators: set credits per second of a model.")
-    @app_commands.describe(option="Which price", credits="Credits per second of video")
-    @app_commands.choices(option=[app_commands.Choice(name=key.replace("_", " "), value=key) for key in PRICE_KEYS])
+    @app_commands.describe(option="Which model (and tier)", credits="Credits per second of video")
+    @app_commands.choices(option=[app_commands.Choice(name="(set from the catalogue)", value="-")])
     @app_commands.default_permissions(manage_guild=True)  # only hides it from members; operators use it in DMs too
     @app_commands.allowed_installs(guilds=True, users=False)
     @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=False)
@@ -96,12 +100,23 @@ class Credits(commands.Cog):
         if not self.bot.is_operator(interaction.user.id):
             await refuse(interaction, OPERATORS_ONLY.format(what="change prices"))
             return
-        if option not in PRICE_KEYS:
-            await refuse(interaction, f"Price must be one of {', '.join(PRICE_KEYS)}.")
+        keys = catalogue.current().price_keys()
+        if option in LEGACY_KEYS:  # a client with the old command: the price that key now means
+            option = legacy_key(option) or option
+        if option not in keys:
+            await refuse(interaction, f"Price must be one of {', '.join(keys)}.")
             return
         await self.bot.store.prices.set(option, credits, actor_id=interaction.user.id)
         table = await current_prices(self.bot.settings, self.bot.store)
         await interaction.response.send_message("Prices now:\n" + "\n".join(price_lines(table)), ephemeral=True)
+
+
+def _key_name(key: str) -> str:
+    found = catalogue.current().spec_for_price_key(key)
+    if found is None:
+        return key
+    spec, tier = found
+    return spec.label if tier == "standard" else f"{spec.label} ({tier})"
 
 
 async def setup(bot: VideoBot) -> None:

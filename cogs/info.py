@@ -9,26 +9,40 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import ui
+from bot import catalogue, ui
 from bot.pricing import current_prices, price_lines
+from bot.requests import PriceTable
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
 
-MODELS_TABLE = (
-    "```\n"
-    "                Kling 2.0            Sora 2\n"
-    "duration        5 or 10 s            4, 8 or 12 s\n"
-    "resolution      720p                 720p, or 1024p (high)\n"
-    "shapes          16:9, 9:16, 1:1      landscape, portrait\n"
-    "audio           none                 synchronized\n"
-    "CFG / negative  yes / yes            no / no\n"
-    "first frame     yes                  yes\n"
-    "typical wait    2-6 min              5-15 min\n"
-    "cost            lower                higher (high: more)\n"
-    "own API key     no                   optional (OpenAI)\n"
-    "```"
-)
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f}" if seconds >= 60 else f"{seconds / 60:.1f}"
+
+
+def models_table(table: PriceTable) -> str:
+    """The comparison table of every enabled model, built from the catalogue (a code block)."""
+    books = catalogue.current()
+    rows = [("model", "length", "shapes", "size", "audio", "cfg/neg", "frame", "wait", "credits/s")]
+    for spec in books.enabled():
+        default = spec is books.default(spec.family)
+        sizes = {min(spec.size(shape, tier)) for shape in spec.shapes for tier in spec.tiers}
+        waits = [spec.wait(seconds) for seconds in spec.durations]
+        prices = "/".join(str(table.per_second(spec, tier)) for tier in spec.tiers)
+        rows.append((
+            spec.label + (" *" if default else ""),
+            ",".join(str(seconds) for seconds in spec.durations) + " s",
+            " ".join("land" if s == "landscape" else "port" if s == "portrait" else s for s in spec.shapes),
+            "/".join(f"{size}p" for size in sorted(sizes)),
+            "yes" if spec.audio else "no",
+            f"{'yes' if spec.cfg_scale else 'no'}/{'yes' if spec.negative_prompt else 'no'}",
+            "yes" if spec.first_frame else "no",
+            f"{_minutes(min(w[0] for w in waits))}-{_minutes(max(w[1] for w in waits))} min",
+            prices,
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "```\n" + "\n".join(lines) + "\n```\n* the default of its command; pick another with `model:`."
 
 
 class Info(commands.Cog):
@@ -47,23 +61,19 @@ class Info(commands.Cog):
             ephemeral=True,
         )
 
-    @app_commands.command(name="models", description="Kling vs Sora: what each does best and what it costs.")
+    @app_commands.command(name="models", description="Every model: what it does best, its options and what it costs.")
     async def models(self, interaction: discord.Interaction) -> None:
         """The comparison table and when to use which."""
         table = await current_prices(self.bot.settings, self.bot.store)
-        embed = discord.Embed(title="Kling 2.0 vs Sora 2", colour=ui.SORA_COLOUR, description=MODELS_TABLE)
-        embed.add_field(
-            name="Kling: iterate",
-            value="Social posts, square formats, quick prototypes, background loops, budget work. "
-            "Keep prompts concise: one or two sentences about the subject and its movement.",
-            inline=False,
-        )
-        embed.add_field(
-            name="Sora: finish",
-            value="Marketing, 12 s explainers, anything that needs sound, high-end shorts. "
-            "Write detailed prompts: lighting, camera movement, mood.",
-            inline=False,
-        )
+        books = catalogue.current()
+        embed = discord.Embed(title="Which model? " + " vs ".join(books.family(f).label for f in catalogue.FAMILIES),
+                              colour=ui.SORA_COLOUR, description=models_table(table))
+        for family in catalogue.FAMILIES:
+            info = books.family(family)
+            tips = [f"**{spec.label}**: {spec.tips}" for spec in books.enabled(family) if spec.tips]
+            value = " ".join(part for part in (info.best_for, info.tips) if part)
+            value = "\n".join([value, *tips]) if value else "\n".join(tips)
+            embed.add_field(name=f"{info.label} (`/{family}`)", value=value[:1024] or "-", inline=False)
         embed.add_field(
             name="Use both",
             value="Explore with `/kling`, press 🎬 on the result you like to render it with Sora, or run "
@@ -78,8 +88,8 @@ class Info(commands.Cog):
     async def help(self, interaction: discord.Interaction) -> None:
         """List the commands."""
         embed = discord.Embed(title="AI video bot", colour=ui.KLING_COLOUR, description=(
-            "`/kling prompt` quick, cheap 720p clips (5/10 s)\n"
-            "`/sora prompt` polished clips with audio (4/8/12 s)\n"
+            "`/kling prompt [model]` quick, cheap clips\n"
+            "`/sora prompt [model]` polished clips with audio\n"
             "`/compare prompt` both models side by side; vote on the better one (`blind` hides labels)\n"
             "`/compare-stats` community win rates\n"
             "`/credits` balance, daily grant, prices, recent activity\n"

@@ -7,6 +7,7 @@ size from the attachment's metadata); the poller downloads them after the ack.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import shutil
@@ -17,13 +18,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import ui
+from bot import catalogue, ui
 from bot.faults import crash_point
 from bot.images import ImageError, check_attachment
 from bot.media import MediaError
 from bot.requests import (
     AnyRequest,
     KlingRequest,
+    ModelName,
     RequestError,
     SoraRequest,
     kling_prompt_hint,
@@ -40,6 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Choice = app_commands.Choice
+# Choices that depend on the catalogue are replaced when the cog loads (`Video._set_choices`); the
+# decorator needs some list to make the option a choice option at all.
+PLACEHOLDER = [Choice(name="(set from the catalogue)", value="-")]
+PLACEHOLDER_INT = [Choice(name="(set from the catalogue)", value=0)]
 
 
 class Video(commands.Cog):
@@ -47,6 +53,28 @@ class Video(commands.Cog):
 
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
+        self._set_choices()
+
+    def _set_choices(self) -> None:
+        """Slash choices from the catalogue: each family's enabled models on its configured provider."""
+        books = catalogue.current()
+        for command, family in ((self.kling, "kling"), (self.sora, "sora")):
+            provider = self.bot.providers.name_for(ModelName(family))
+            models = [spec for spec in books.enabled(family) if spec.provider_id(provider)]
+            durations = sorted({seconds for spec in models for seconds in spec.durations})
+            shapes = list(dict.fromkeys(shape for spec in models for shape in spec.shapes))
+            default = books.default(family)
+            _choices(command, "model", [Choice(name=_model_choice_name(spec, spec is default), value=spec.id)
+                                        for spec in models])
+            _choices(command, "duration", [Choice(name=f"{seconds} seconds", value=seconds) for seconds in durations])
+            shape_option = default.shape_option
+            _choices(command, shape_option, [Choice(name=_shape_name(default, shape), value=shape)
+                                             for shape in shapes])
+        short, long = _compare_pair("short"), _compare_pair("long")
+        _choices(self.compare, "length", [
+            Choice(name=f"short ({short[0].label} {short[1]} s, {short[2].label} {short[3]} s)", value="short"),
+            Choice(name=f"long ({long[0].label} {long[1]} s, {long[2].label} {long[3]} s)", value="long"),
+        ])
 
     # -- shared flow ---------------------------------------------------------------------------
 
@@ -149,83 +177,88 @@ class Video(commands.Cog):
                       **options: Any) -> None:
         """Validate one model's options (pure, no I/O) and start the job, or refuse ephemerally."""
         try:
-            request = parse_request(model, **options)
+            request = parse_request(model, has_image=image is not None, **options)
+            self._check_available(request)
             reference_url = self._check_image(image)
         except (RequestError, ImageError) as error:
             await refuse(interaction, error.message)
             return
         await self._start(interaction, [request], reference_url=reference_url)
 
+    def _check_available(self, request: AnyRequest) -> None:
+        """A model without an id at the configured provider cannot render here: say so before charging."""
+        provider = self.bot.providers.name_for(request.model)
+        if not request.spec.enabled or request.spec.provider_id(provider) is None:
+            raise RequestError(f"{request.label} is not available on this bot (provider {provider}); "
+                               "see `/models`.", "model")
+
     # -- commands ------------------------------------------------------------------------------
 
-    @app_commands.command(name="kling", description="Kling 2.0 video: 720p, 5 or 10 s, no audio; cheap and quick.")
+    @app_commands.command(name="kling", description="Kling video: quick and cheap; pick a model or take the default.")
     @app_commands.describe(
         prompt="What happens: one or two sentences about the subject and its movement",
+        model="Which Kling model (see /models); options it does not take are refused",
         duration="Length in seconds",
         aspect_ratio="Frame shape",
         cfg_scale="0-1: higher sticks closer to the prompt; 0.3-0.5 gives more freedom (default 0.5)",
         negative_prompt="What to avoid, e.g. text overlays, watermarks, blurry footage",
         image="First frame (PNG, JPEG or WebP); cropped to the output size",
     )
-    @app_commands.choices(
-        duration=[Choice(name="5 seconds", value=5), Choice(name="10 seconds", value=10)],
-        aspect_ratio=[Choice(name="16:9 landscape", value="16:9"), Choice(name="9:16 portrait", value="9:16"),
-                      Choice(name="1:1 square", value="1:1")],
-    )
+    @app_commands.choices(model=PLACEHOLDER, duration=PLACEHOLDER_INT, aspect_ratio=PLACEHOLDER)
     async def kling(
         self,
         interaction: discord.Interaction,
         prompt: app_commands.Range[str, 1, 6000],
-        duration: int = 5,
-        aspect_ratio: str = "16:9",
-        cfg_scale: app_commands.Range[float, 0.0, 1.0] = 0.5,
+        model: str | None = None,
+        duration: int | None = None,
+        aspect_ratio: str | None = None,
+        cfg_scale: app_commands.Range[float, 0.0, 1.0] | None = None,
         negative_prompt: app_commands.Range[str, 1, 6000] | None = None,
         image: discord.Attachment | None = None,
     ) -> None:
-        """Queue a Kling video."""
-        await self._single(interaction, "kling", image, prompt=prompt, duration=duration,
+        """Queue a Kling video (choices are set from the catalogue when the cog loads)."""
+        await self._single(interaction, "kling", image, model_id=model, prompt=prompt, duration=duration,
                            aspect_ratio=aspect_ratio, cfg_scale=cfg_scale, negative_prompt=negative_prompt)
 
-    @app_commands.command(name="sora", description="Sora 2 video: 4/8/12 s with synchronized audio; for finals.")
+    @app_commands.command(name="sora", description="Sora video with synchronized audio; for finals.")
     @app_commands.describe(
         prompt="Detailed: subject, action, lighting, camera movement, mood",
+        model="Which Sora model (see /models); options it does not take are refused",
         duration="Length in seconds",
-        resolution="standard = 720p; high = 1024p on the pro model (costs more)",
+        resolution="standard or high (models with a high tier; without a model, high picks one; costs more)",
         orientation="landscape 16:9 or portrait 9:16 (Sora has no square)",
         image="First frame (PNG, JPEG or WebP); cropped to the output size",
         use_own_key="Bill your own OpenAI account instead of credits (store it with /openai-key set)",
     )
     @app_commands.choices(
-        duration=[Choice(name="4 seconds", value=4), Choice(name="8 seconds", value=8),
-                  Choice(name="12 seconds", value=12)],
-        resolution=[Choice(name="standard (720p)", value="standard"), Choice(name="high (1024p)", value="high")],
-        orientation=[Choice(name="landscape", value="landscape"), Choice(name="portrait", value="portrait")],
+        model=PLACEHOLDER, duration=PLACEHOLDER_INT, orientation=PLACEHOLDER,
+        resolution=[Choice(name="standard", value="standard"), Choice(name="high", value="high")],
     )
     async def sora(
         self,
         interaction: discord.Interaction,
         prompt: app_commands.Range[str, 1, 6000],
-        duration: int = 4,
-        resolution: str = "standard",
-        orientation: str = "landscape",
+        model: str | None = None,
+        duration: int | None = None,
+        resolution: str | None = None,
+        orientation: str | None = None,
         image: discord.Attachment | None = None,
         use_own_key: bool = False,
     ) -> None:
-        """Queue a Sora video."""
-        await self._single(interaction, "sora", image, prompt=prompt, duration=duration, resolution=resolution,
-                           orientation=orientation, use_own_key=use_own_key)
+        """Queue a Sora video (choices are set from the catalogue when the cog loads)."""
+        await self._single(interaction, "sora", image, model_id=model, prompt=prompt, duration=duration,
+                           resolution=resolution, orientation=orientation, use_own_key=use_own_key or None)
 
     @app_commands.command(name="compare", description="Render one prompt with Kling and Sora side by side, then vote.")
     @app_commands.describe(
         prompt="The prompt both models get",
-        length="short: Kling 5 s / Sora 4 s; long: Kling 10 s / Sora 12 s",
+        length="short or long: each default model's shortest or longest clip",
         orientation="landscape or portrait",
         image="First frame for both (PNG, JPEG or WebP)",
         blind="Hide which model made which video until you vote",
     )
     @app_commands.choices(
-        length=[Choice(name="short (Kling 5 s, Sora 4 s)", value="short"),
-                Choice(name="long (Kling 10 s, Sora 12 s)", value="long")],
+        length=[Choice(name="short", value="short"), Choice(name="long", value="long")],
         orientation=[Choice(name="landscape", value="landscape"), Choice(name="portrait", value="portrait")],
     )
     async def compare(
@@ -243,10 +276,13 @@ class Video(commands.Cog):
                 raise RequestError("Length must be short or long.")
             if orientation not in ("landscape", "portrait"):
                 raise RequestError("Orientation must be landscape or portrait.")
-            kling = parse_request("kling", prompt=prompt, duration=5 if length == "short" else 10,
-                                  aspect_ratio="16:9" if orientation == "landscape" else "9:16")
-            sora = parse_request("sora", prompt=prompt, duration=4 if length == "short" else 12,
-                                 orientation=orientation)
+            kling_spec, kling_seconds, sora_spec, sora_seconds = _compare_pair(length)
+            kling = parse_request("kling", has_image=image is not None, prompt=prompt, model_id=kling_spec.id,
+                                  duration=kling_seconds, aspect_ratio=_shape_for(kling_spec, orientation))
+            sora = parse_request("sora", has_image=image is not None, prompt=prompt, model_id=sora_spec.id,
+                                 duration=sora_seconds, orientation=_shape_for(sora_spec, orientation))
+            for request in (kling, sora):
+                self._check_available(request)
             reference_url = self._check_image(image)
         except (RequestError, ImageError) as error:
             await refuse(interaction, error.message)
@@ -316,7 +352,8 @@ class Video(commands.Cog):
         first = await self.bot.store.jobs.vote(compare_id, interaction.user.id, winner,
                                                guild_id=interaction.guild_id)
         verb = "Vote recorded" if first else "Vote changed"
-        labels = {"kling": KlingRequest.label, "sora": SoraRequest.label}
+        books = catalogue.current()  # /compare renders each family's default model
+        labels = {family: books.default(family).label for family in catalogue.FAMILIES}
         if not compare.blind:
             await interaction.response.send_message(
                 f"{verb}: you preferred {slot.upper()} ({labels[winner]}).", ephemeral=True
@@ -366,23 +403,70 @@ def _rates(stats: dict[str, int]) -> str:
     total = stats["kling"] + stats["sora"]
     if not total:
         return "No votes yet: run `/compare` and vote."
-    return (f"Kling 2.0: {stats['kling']} ({stats['kling'] / total:.0%}) · "
-            f"Sora 2: {stats['sora']} ({stats['sora'] / total:.0%}) · {total} votes")
+    books = catalogue.current()
+    kling, sora = books.family("kling").label, books.family("sora").label
+    return (f"{kling}: {stats['kling']} ({stats['kling'] / total:.0%}) · "
+            f"{sora}: {stats['sora']} ({stats['sora'] / total:.0%}) · {total} votes")
+
+
+def _choices(command: app_commands.Command[Any, ..., Any], name: str, choices: list[Choice[Any]]) -> None:
+    """Replace one parameter's choices on this cog's copy of the command (parameters are shared)."""
+    params = command._params
+    params[name] = dataclasses.replace(params[name], choices=choices[: catalogue.MAX_CHOICES])
+
+
+def _model_choice_name(spec: catalogue.ModelSpec, default: bool) -> str:
+    extras = [f"{'/'.join(str(d) for d in spec.durations)} s", "audio" if spec.audio else "silent"]
+    if spec.high_sizes:
+        extras.append("high tier")
+    return f"{spec.label} ({', '.join(extras)})" + (" · default" if default else "")
+
+
+def _shape_name(spec: catalogue.ModelSpec, shape: str) -> str:
+    if spec.shape_option == "orientation":
+        return shape
+    width, height = spec.size(shape) if shape in spec.sizes else (1, 1)
+    kind = "landscape" if width > height else "portrait" if height > width else "square"
+    return f"{shape} {kind}"
+
+
+def _shape_for(spec: catalogue.ModelSpec, orientation: str) -> str:
+    """The model's shape option value for landscape / portrait (its first shape of that kind)."""
+    for shape in spec.shapes:
+        width, height = spec.size(shape)
+        if (width > height) == (orientation == "landscape") and width != height:
+            return shape
+    raise RequestError(f"{spec.label} has no {orientation} format.")
+
+
+def _compare_pair(length: str) -> tuple[catalogue.ModelSpec, int, catalogue.ModelSpec, int]:
+    """/compare renders each family's default model at its shortest (short) or longest (long) duration."""
+    books = catalogue.current()
+    kling, sora = books.default("kling"), books.default("sora")
+    pick = min if length == "short" else max
+    return kling, pick(kling.durations), sora, pick(sora.durations)
 
 
 def kling_to_sora(request: KlingRequest) -> tuple[SoraRequest, list[str]]:
-    """Carry a Kling prompt over to Sora; Kling-only options are dropped, and we say so."""
+    """Carry a Kling render over to the default Sora model; what Sora cannot take is dropped, and we say so."""
+    books = catalogue.current()
+    sora = books.default("sora")
     notes = []
-    orientation = "portrait" if request.aspect_ratio == "9:16" else "landscape"
-    if request.aspect_ratio == "1:1":
-        notes.append("Sora has no square format: rendered in landscape.")
-    dropped = [name for name, used in (("CFG scale", request.cfg_scale != 0.5),
-                                       ("negative prompt", bool(request.negative_prompt))) if used]
+    width, height = request.size
+    orientation = "portrait" if height > width else "landscape"
+    if width == height:
+        notes.append(f"{sora.label} has no square format: rendered in landscape.")
+    dropped = [name for name, used in (("CFG scale", request.cfg_scale is not None and not sora.cfg_scale),
+                                       ("negative prompt", bool(request.negative_prompt) and not sora.negative_prompt))
+               if used]
     if dropped:
-        notes.append(f"Sora does not use {' or '.join(dropped)}; dropped.")
-    sora = SoraRequest(prompt=request.prompt[:4000], duration=4 if request.duration == 5 else 12,
-                       orientation=orientation, seed=request.seed)
-    return sora, notes
+        notes.append(f"{sora.label} does not use {' or '.join(dropped)}; dropped.")
+    # The closest Sora length; on a tie the longer one (a 10 s Kling clip becomes 12 s, not 8 s).
+    seconds = min(sora.durations, key=lambda option: (abs(option - request.duration), -option))
+    prompt = request.prompt[: books.family("sora").prompt_max]
+    escalated = SoraRequest(model_id=sora.id, prompt=prompt, duration=seconds,
+                            orientation=_shape_for(sora, orientation), seed=request.seed)
+    return escalated, notes
 
 
 async def setup(bot: VideoBot) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from bot import catalogue
+from bot.config import Settings
 from bot.requests import AnyRequest
 
 
@@ -134,6 +136,29 @@ class VideoProvider(abc.ABC):
 
     async def aclose(self) -> None:
         """Release connections."""
+
+
+def configured_model_id(settings: Settings, provider: str, request: AnyRequest) -> str:
+    """The request's model id at `provider`, from its catalogue entry.
+
+    The deprecated KLING_MODEL / SORA_MODEL / SORA_PRO_MODEL settings still replace the id of the
+    family's default model (and of the model `resolution: high` picks) so old `.env` files keep
+    working. A model without an id at this provider cannot run here: `model_unavailable`.
+    """
+    spec = request.spec
+    books = catalogue.current()
+    legacy = None
+    if spec.family == "kling" and spec is books.default("kling"):
+        legacy = settings.kling_model
+    elif spec.family == "sora" and request.tier == "high" and spec is books.high_default("sora"):
+        legacy = settings.sora_pro_model
+    elif spec.family == "sora" and spec is books.default("sora"):
+        legacy = settings.sora_model
+    model_id = legacy or spec.provider_id(provider)
+    if model_id is None:
+        raise ProviderError(ErrorKind.MODEL_UNAVAILABLE, f"{spec.label} has no model id for provider {provider} "
+                            "(provider_ids in the model catalogue)", model=spec.id, provider_code="no_provider_id")
+    return model_id
 
 
 def data_uri(path: str | Path) -> str:

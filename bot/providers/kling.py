@@ -11,6 +11,9 @@ Assumptions about the API (not certain from the documentation we have):
   tests/bot/providers/fakes.py implement exactly this.
 - `cfg_scale` is documented as unsupported on v2.x official models: we send it only to models
   whose name starts with "kling-v1" (`cfg_applied`), and `notes` tells the user otherwise.
+- Fields per endpoint: text2video takes `aspect_ratio`; image2video does not (the image sets the
+  shape). `sound` ("on"/"off") exists on v2.6+ only: it is sent only for catalogue entries with
+  audio. `mode` is the entry's (std/pro).
 - Callbacks are unsigned, so `callback_url` carries a token derived from the secret key
   (`callback_token`), which bot/web.py checks.
 """
@@ -38,6 +41,7 @@ from bot.providers.base import (
     ProviderState,
     StatusResult,
     VideoProvider,
+    configured_model_id,
 )
 from bot.providers.http import (
     classify_text,
@@ -53,7 +57,6 @@ from bot.requests import AnyRequest, KlingRequest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "kling-v2-master"
 TOKEN_LIFETIME = 1800
 REFRESH_MARGIN = 300  # renew when less than five minutes remain: a request in flight must not expire
 KINDS = ("text2video", "image2video")
@@ -124,20 +127,17 @@ class KlingProvider(VideoProvider):
         self._token: tuple[str, float] | None = None
         self._warned: set[str] = set()
 
-    @property
-    def model(self) -> str:
-        return self.settings.kling_model or DEFAULT_MODEL
-
     def model_id(self, request: AnyRequest) -> str:
-        return self.model
+        return configured_model_id(self.settings, self.name, request)
 
     def cfg_applied(self, request: AnyRequest) -> bool:
         """The v2.x official models document cfg_scale as unsupported; v1 models take it."""
-        return self.model.startswith("kling-v1")
+        return request.spec.cfg_scale and self.model_id(request).startswith("kling-v1")
 
     def notes(self, request: AnyRequest) -> list[str]:
-        if isinstance(request, KlingRequest) and not self.cfg_applied(request) and request.cfg_scale != 0.5:
-            return [f"The configured Kling model ({self.model}) ignores CFG scale; it was not applied."]
+        if (isinstance(request, KlingRequest) and request.cfg_scale not in (None, 0.5)
+                and not self.cfg_applied(request)):
+            return [f"Kling's {self.model_id(request)} ignores CFG scale; it was not applied."]
         return []
 
     def token(self) -> str:
@@ -156,7 +156,7 @@ class KlingProvider(VideoProvider):
         values = [self.settings.kling_access_key, self.settings.kling_secret_key]
         return [v.get_secret_value() if v else None for v in values] + [self._token[0] if self._token else None]
 
-    def _envelope(self, response: httpx.Response, what: str) -> dict[str, Any]:
+    def _envelope(self, response: httpx.Response, what: str, model: str) -> dict[str, Any]:
         """Check the envelope `code` *and* the HTTP status (a 200 may carry an error code); return `data`."""
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         body = maybe_json(response)
@@ -165,8 +165,8 @@ class KlingProvider(VideoProvider):
             if status >= 400:
                 message = f"{what}: HTTP {status}"
                 if status in (404, 410):  # no envelope: the endpoint itself is gone
-                    message = f"model {self.model} is not available at Kling ({message})"
-                raise status_error(status, message, model=self.model, retry_after=retry_after)
+                    message = f"model {model} is not available at Kling ({message})"
+                raise status_error(status, message, model=model, retry_after=retry_after)
             raise ProviderError(ErrorKind.TRANSIENT, f"{what}: the provider sent an unreadable answer (HTTP {status})",
                                 provider_code="bad_body")
         code = _code(body.get("code"))
@@ -174,9 +174,9 @@ class KlingProvider(VideoProvider):
         if code is None and "code" in body:
             raise ProviderError(ErrorKind.TRANSIENT, f"{what}: unexpected envelope code", provider_code="bad_body")
         if code:
-            raise error_for_code(code, message, model=self.model, retry_after=retry_after)
+            raise error_for_code(code, message, model=model, retry_after=retry_after)
         if status >= 400:
-            raise status_error(status, message, model=self.model, retry_after=retry_after)
+            raise status_error(status, message, model=model, retry_after=retry_after)
         data = body.get("data")
         if not isinstance(data, dict):
             raise ProviderError(ErrorKind.TRANSIENT, f"{what}: answer without data", provider_code="bad_body")
@@ -190,16 +190,20 @@ class KlingProvider(VideoProvider):
         request = ctx.request
         if not isinstance(request, KlingRequest):
             raise ProviderError(ErrorKind.INVALID_REQUEST, "Kling's API only renders Kling requests")
+        spec = request.spec
         kind = "image2video" if request.reference_image else "text2video"
         body: dict[str, Any] = {
-            "model_name": self.model, "prompt": request.prompt, "mode": "std",
-            "aspect_ratio": request.aspect_ratio, "duration": str(request.duration),
-            "external_task_id": str(ctx.job_id),
+            "model_name": self.model_id(request), "prompt": request.prompt, "mode": spec.mode,
+            "duration": str(request.duration), "external_task_id": str(ctx.job_id),
         }
-        if request.negative_prompt:
+        if kind == "text2video":
+            body["aspect_ratio"] = request.aspect_ratio  # image2video takes no aspect_ratio
+        if spec.negative_prompt and request.negative_prompt:
             body["negative_prompt"] = request.negative_prompt
-        if self.cfg_applied(request):
+        if self.cfg_applied(request) and request.cfg_scale is not None:
             body["cfg_scale"] = float(request.cfg_scale)
+        if spec.audio:
+            body["sound"] = "on"
         if request.reference_image:
             body["image"] = base64.b64encode(Path(request.reference_image).read_bytes()).decode("ascii")
         if self.settings.public_base_url:
@@ -212,22 +216,22 @@ class KlingProvider(VideoProvider):
         async with transport_errors("kling submit"):
             response = await self.client.post(f"{self.base}/v1/videos/{kind}", json=body, headers=self._headers())
         try:
-            data = self._envelope(response, "kling submit")
+            data = self._envelope(response, "kling submit", body["model_name"])
         except ProviderError as error:
             if _is_duplicate(error):
                 log.info("kling: task for job %s already exists; looking it up", ctx.job_id)
-                return await self._existing(kind, ctx.job_id)  # our earlier try got through
+                return await self._existing(kind, ctx.job_id, body["model_name"])  # our earlier try got through
             raise
         task_id = data.get("task_id")
         if not task_id:
             raise ProviderError(ErrorKind.TRANSIENT, "kling submit: no task id in the answer")
         return f"{kind}:{task_id}"
 
-    async def _existing(self, kind: str, job_id: int) -> str:
+    async def _existing(self, kind: str, job_id: int, model: str) -> str:
         """Find the task a previous submit created, by its external id (see the module docstring)."""
         async with transport_errors("kling lookup"):
             response = await self.client.get(f"{self.base}/v1/videos/{kind}/{job_id}", headers=self._headers())
-        data = self._envelope(response, "kling lookup")
+        data = self._envelope(response, "kling lookup", model)
         if not data.get("task_id"):
             raise ProviderError(ErrorKind.TRANSIENT, "kling lookup: no task id in the answer")
         return f"{kind}:{data['task_id']}"
@@ -238,7 +242,8 @@ class KlingProvider(VideoProvider):
             kind, task_id = "text2video", provider_job_id
         async with transport_errors("kling status"):
             response = await self.client.get(f"{self.base}/v1/videos/{kind}/{task_id}", headers=self._headers())
-        data = self._envelope(response, "kling status")
+        model = self.model_id(ctx.request)
+        data = self._envelope(response, "kling status", model)
         status = str(data.get("task_status", ""))
         state = STATES.get(status)
         if state is None:
@@ -258,8 +263,8 @@ class KlingProvider(VideoProvider):
             message = redact(str(data.get("task_status_msg") or "the task failed")[:500], self._secrets())
             kind_ = classify_text(message)
             if kind_ is ErrorKind.MODEL_UNAVAILABLE:
-                message = f"model {self.model} is not available at Kling ({message})"
-            return StatusResult(state, error=ProviderError(kind_, message, model=self.model))
+                message = f"model {model} is not available at Kling ({message})"
+            return StatusResult(state, error=ProviderError(kind_, message, model=model))
         return StatusResult(state)
 
     async def fetch(self, result_url: str, dest: Path, ctx: JobContext, *, max_bytes: int) -> int:

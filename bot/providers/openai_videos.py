@@ -34,6 +34,7 @@ from bot.providers.base import (
     ProviderState,
     StatusResult,
     VideoProvider,
+    configured_model_id,
 )
 from bot.providers.http import (
     classify_text,
@@ -96,9 +97,7 @@ class OpenAIVideosProvider(VideoProvider):
         self._warned: set[str] = set()
 
     def model_id(self, request: AnyRequest) -> str:
-        if isinstance(request, SoraRequest) and request.is_pro:
-            return self.settings.sora_pro_model or "sora-2-pro"
-        return self.settings.sora_model or "sora-2"
+        return configured_model_id(self.settings, self.name, request)
 
     def _key(self, ctx: JobContext | None) -> str:
         if ctx is not None and ctx.api_key is not None:

@@ -1,4 +1,4 @@
-"""Replicate: hosts both families (kwaivgi/kling-v2.0, openai/sora-2, openai/sora-2-pro).
+"""Replicate: hosts both families (the catalogue's `replicate` ids: kwaivgi/kling-*, openai/sora-2*).
 
 Facts from PROVIDERS.md: model predictions endpoint, integer durations, data-URI images, outputs
 deleted after an hour (the poller downloads at once), 429 with Retry-After.
@@ -33,6 +33,7 @@ from bot.providers.base import (
     ProviderState,
     StatusResult,
     VideoProvider,
+    configured_model_id,
     data_uri,
 )
 from bot.providers.http import (
@@ -50,7 +51,6 @@ from bot.requests import AnyRequest, KlingRequest, SoraRequest
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = {"kling": "kwaivgi/kling-v2.0", "sora": "openai/sora-2", "sora_pro": "openai/sora-2-pro"}
 STATES = {
     "starting": ProviderState.QUEUED,
     "processing": ProviderState.RUNNING,
@@ -76,11 +76,7 @@ class ReplicateProvider(VideoProvider):
         self._warned: set[str] = set()
 
     def model_id(self, request: AnyRequest) -> str:
-        if isinstance(request, KlingRequest):
-            return self.settings.kling_model or DEFAULT_MODELS["kling"]
-        if request.is_pro:
-            return self.settings.sora_pro_model or DEFAULT_MODELS["sora_pro"]
-        return self.settings.sora_model or DEFAULT_MODELS["sora"]
+        return configured_model_id(self.settings, self.name, request)
 
     def _headers(self) -> dict[str, str]:
         token = self.settings.replicate_api_token
@@ -94,20 +90,33 @@ class ReplicateProvider(VideoProvider):
                 ctx.api_key.get_secret_value() if ctx and ctx.api_key else None]
 
     def build_input(self, ctx: JobContext) -> dict[str, Any]:
-        """Our request in the model's own input names and types (durations are integers here)."""
+        """Our request in the model's own input names and types (durations are integers here).
+
+        Only fields the catalogue entry says the model takes are sent: `cfg_scale` and
+        `negative_prompt` where the entry has them, `generate_audio` for Kling models with audio,
+        `resolution` for Sora models with a high tier. With a first frame the Kling schemas
+        ignore `aspect_ratio` (the frame sets the shape; the bot fits it to the output size), so
+        it is left out rather than sent to be ignored.
+        """
         request = ctx.request
+        spec = request.spec
         if isinstance(request, KlingRequest):
-            data: dict[str, Any] = {"prompt": request.prompt, "duration": int(request.duration),
-                                    "aspect_ratio": request.aspect_ratio, "cfg_scale": float(request.cfg_scale)}
-            if request.negative_prompt:
-                data["negative_prompt"] = request.negative_prompt
+            data: dict[str, Any] = {"prompt": request.prompt, "duration": int(request.duration)}
             if request.reference_image:
                 data["start_image"] = data_uri(request.reference_image)
+            else:
+                data["aspect_ratio"] = request.aspect_ratio
+            if spec.cfg_scale and request.cfg_scale is not None:
+                data["cfg_scale"] = float(request.cfg_scale)
+            if spec.negative_prompt and request.negative_prompt:
+                data["negative_prompt"] = request.negative_prompt
+            if spec.audio:
+                data["generate_audio"] = True
             return data
         assert isinstance(request, SoraRequest)
         data = {"prompt": request.prompt, "seconds": int(request.duration), "aspect_ratio": request.orientation}
-        if request.is_pro:
-            data["resolution"] = "high"  # we only route high resolution to the pro model
+        if spec.high_sizes:
+            data["resolution"] = request.resolution
         if request.reference_image:
             data["input_reference"] = data_uri(request.reference_image)
         if ctx.api_key is not None:

@@ -4,7 +4,7 @@ It lets the bot run with no paid account (the real Sora API is gone, PROVIDERS.m
 drive every error of the taxonomy. Task state lives in small JSON files in the work dir, never
 only in memory, so a restarted bot continues the tasks the old process submitted.
 
-Timing: a task is ready `typical_wait()` (MODELS.md, drawn deterministically from the job id and
+Timing: a task is ready `typical_wait()` (the model catalogue, drawn deterministically from the job id and
 seed) × `SIMULATED_SPEED` seconds after submit. It reports QUEUED for the first tenth of the wait,
 RUNNING with growing progress after that, and once ready renders the MP4 (PyAV, in a thread, once)
 and reports SUCCEEDED with a `file://` result URL.
@@ -53,7 +53,7 @@ from bot.providers.base import (
     VideoProvider,
 )
 from bot.render import render_video
-from bot.requests import AnyRequest, SoraRequest, request_from_json
+from bot.requests import AnyRequest, request_from_json
 
 FAIL = re.compile(r"\[fail(-once)?:([a-z_]+)\]")
 TASK_ID = re.compile(r"sim-[0-9]+-[0-9a-f]{8}")
@@ -88,9 +88,7 @@ class SimulatedProvider(VideoProvider):
         self._last_sweep = -SWEEP_EVERY_SECONDS
 
     def model_id(self, request: AnyRequest) -> str:
-        if isinstance(request, SoraRequest):
-            return "sim-sora-2-pro" if request.is_pro else "sim-sora-2"
-        return "sim-kling-2.0"
+        return request.spec.provider_id(self.name) or f"sim-{request.model_id}"
 
     def expected_seconds(self, request: AnyRequest) -> tuple[float, float]:
         low, high = request.typical_wait()
