@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from bot import catalogue
 from bot.requests import (
-    KLING_PROMPT_MAX,
-    SORA_PROMPT_MAX,
     KlingRequest,
     PriceTable,
     RequestError,
@@ -18,6 +17,10 @@ from bot.requests import (
     parse_request,
     request_from_json,
 )
+
+
+KLING_PROMPT_MAX = catalogue.current().family("kling").prompt_max
+SORA_PROMPT_MAX = catalogue.current().family("sora").prompt_max
 
 
 def test_kling_defaults() -> None:
@@ -126,7 +129,7 @@ def test_unknown_option_is_refused() -> None:
 
 
 def test_prices_follow_the_table() -> None:
-    table = PriceTable(kling_per_second=3, sora_per_second=5, sora_high_per_second=11)
+    table = PriceTable({"kling-2.0": 3, "sora-2": 5, "sora-2-pro:high": 11})
     assert parse_request("kling", prompt="p", duration=10).price(table) == 30
     assert parse_request("sora", prompt="p", duration=8).price(table) == 40
     assert parse_request("sora", prompt="p", duration=12, resolution="high").price(table) == 132
@@ -149,6 +152,21 @@ def test_json_round_trip_revalidates() -> None:
     assert request_from_json("sora", request.model_dump_json()) == request
     with pytest.raises(ValueError):
         request_from_json("sora", '{"prompt": "p", "duration": 5}')
+
+
+def test_jobs_stored_before_the_catalogue_still_load() -> None:
+    """Request JSON of jobs in flight across the upgrade has no model_id: it means the old models."""
+    kling = request_from_json("kling", '{"prompt": "p", "duration": 10, "aspect_ratio": "9:16", "cfg_scale": 0.5,'
+                                       ' "negative_prompt": null, "reference_image": null, "seed": 3}')
+    assert isinstance(kling, KlingRequest)
+    assert (kling.model_id, kling.size, kling.cfg_scale, kling.seed) == ("kling-2.0", (720, 1280), 0.5, 3)
+    sora = request_from_json("sora", '{"prompt": "p", "duration": 12, "resolution": "high",'
+                                     ' "orientation": "portrait", "use_own_key": true, "reference_image": null}')
+    assert isinstance(sora, SoraRequest)
+    assert (sora.model_id, sora.size, sora.own_key) == ("sora-2-pro", (1024, 1792), True)
+    plain = request_from_json("sora", '{"prompt": "p", "duration": 4, "resolution": "standard",'
+                                      ' "orientation": "landscape"}')
+    assert plain.model_id == "sora-2"
 
 
 def test_kling_hint_for_long_prompts_only() -> None:
@@ -203,7 +221,7 @@ def test_kling_property_accepts_exactly_the_valid_sets(prompt: str, options: dic
         return
     assert valid
     assert isinstance(request, KlingRequest)
-    assert request.size in KlingRequest.SIZES.values() and request.duration in (5, 10)
+    assert request.size in {(1280, 720), (720, 1280), (720, 720)} and request.duration in (5, 10)
     assert request.price(PriceTable()) == 2 * request.duration
 
 

@@ -59,8 +59,36 @@ REPLICATE_TOKEN = "r8_testtoken1234567890"
 OPENAI_KEY = "sk-operator-0123456789abcdef"
 KLING_ACCESS = "kling-access-key"
 KLING_SECRET = "kling-secret-key-0123456789abcdef"  # Kling issues 32-character keys
-REPLICATE_MODELS = {"kwaivgi/kling-v2.0", "openai/sora-2", "openai/sora-2-pro"}
+# Each Replicate model's input schema: the fields it takes and its durations. Anything else is
+# refused with 422, as the strictest schema validation would (sources: PROVIDERS.md and the
+# comments of bot/models.toml). Kling schemas "ignore aspect_ratio when start_image is given": the
+# fake refuses the pair, so an adapter that sends a field to be ignored fails a test.
+_KLING_BASE = {"prompt", "negative_prompt", "aspect_ratio", "start_image", "duration"}
+REPLICATE_SCHEMAS: dict[str, tuple[frozenset[str], tuple[int, ...]]] = {
+    "kwaivgi/kling-v2.0": (frozenset(_KLING_BASE | {"cfg_scale"}), (5, 10)),
+    "kwaivgi/kling-v2.5-turbo-pro": (frozenset(_KLING_BASE), (5, 10)),
+    "kwaivgi/kling-v2.6": (frozenset(_KLING_BASE | {"generate_audio"}), (5, 10)),
+    "kwaivgi/kling-v3-video": (frozenset(_KLING_BASE | {"end_image", "mode", "generate_audio", "multi_prompt"}),
+                               tuple(range(3, 16))),
+    "openai/sora-2": (frozenset({"prompt", "seconds", "aspect_ratio", "input_reference", "openai_api_key"}),
+                      (4, 8, 12)),
+    "openai/sora-2-pro": (frozenset({"prompt", "seconds", "aspect_ratio", "input_reference", "openai_api_key",
+                                     "resolution"}), (4, 8, 12)),
+}
+REPLICATE_MODELS = set(REPLICATE_SCHEMAS)
 OPENAI_SIZES = {"720x1280", "1280x720", "1024x1792", "1792x1024"}
+OPENAI_FIELDS = {"prompt", "model", "seconds", "size", "input_reference"}
+OPENAI_MODEL_SIZES = {"sora-2": {"720x1280", "1280x720"}, "sora-2-pro": OPENAI_SIZES}
+# Kling's official endpoints: image2video has no aspect_ratio (the image sets the shape);
+# `sound` exists on v2.6+ only; cfg_scale on v1 models only; kling-v3 takes 3-15 s.
+KLING_FIELDS = {
+    "text2video": {"model_name", "prompt", "negative_prompt", "cfg_scale", "mode", "aspect_ratio", "duration",
+                   "callback_url", "external_task_id", "sound", "camera_control"},
+    "image2video": {"model_name", "prompt", "negative_prompt", "cfg_scale", "mode", "duration", "image",
+                    "image_tail", "callback_url", "external_task_id", "sound", "static_mask", "dynamic_masks"},
+}
+KLING_SOUND_MODELS = {"kling-v2-6", "kling-v3"}
+KLING_DURATIONS = {"kling-v3": tuple(str(n) for n in range(3, 16))}
 
 
 @dataclass
@@ -102,7 +130,7 @@ class FakeProviders:
         self.tasks: dict[str, dict[str, Any]] = {}
         self.deleted: list[str] = []
         self.openai_retired = False
-        self.kling_live_models = {"kling-v2-master", "kling-v1-6", "kling-v2-5-turbo"}
+        self.kling_live_models = {"kling-v2-master", "kling-v1-6", "kling-v2-5-turbo", "kling-v2-6", "kling-v3"}
         self.steps = 2  # status polls before a task finishes
         self.openai_poll_after_ms = 100  # the hint header on OpenAI video polls (small: e2e runs on a fast clock)
         self._runner: web.AppRunner | None = None
@@ -228,22 +256,30 @@ class FakeProviders:
     @staticmethod
     def _replicate_invalid(model: str, data: dict[str, Any]) -> str | None:
         """What Replicate's schema validation would refuse (types matter: durations are integers)."""
+        fields, durations = REPLICATE_SCHEMAS[model]
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            return f"input.{unknown[0]}: Additional property {unknown[0]} is not allowed"
         if not isinstance(data.get("prompt"), str):
             return "prompt is required"
-        if model == "kwaivgi/kling-v2.0":
-            if type(data.get("duration")) is not int or data["duration"] not in (5, 10):
-                return "input.duration: must be one of the following: 5, 10"
-            if data.get("aspect_ratio") not in ("16:9", "9:16", "1:1"):
+        if model.startswith("kwaivgi/"):
+            if type(data.get("duration")) is not int or data["duration"] not in durations:
+                return f"input.duration: must be one of the following: {', '.join(map(str, durations))}"
+            if "start_image" in data and "aspect_ratio" in data:
+                return "input.aspect_ratio: ignored when start_image is provided; do not send both"
+            if "aspect_ratio" in data and data["aspect_ratio"] not in ("16:9", "9:16", "1:1"):
                 return "input.aspect_ratio: must be one of 16:9, 9:16, 1:1"
             if not isinstance(data.get("cfg_scale", 0.5), int | float) or not 0 <= data.get("cfg_scale", 0.5) <= 1:
                 return "input.cfg_scale: must be between 0 and 1"
+            if "generate_audio" in data and type(data["generate_audio"]) is not bool:
+                return "input.generate_audio: must be a boolean"
         else:
-            if type(data.get("seconds")) is not int or data["seconds"] not in (4, 8, 12):
+            if type(data.get("seconds")) is not int or data["seconds"] not in durations:
                 return "input.seconds: must be one of the following: 4, 8, 12"
             if data.get("aspect_ratio") not in ("portrait", "landscape"):
                 return "input.aspect_ratio: must be one of portrait, landscape"
-            if "resolution" in data and (model != "openai/sora-2-pro" or data["resolution"] not in ("standard", "high")):
-                return "input.resolution: not accepted"
+            if "resolution" in data and data["resolution"] not in ("standard", "high"):
+                return "input.resolution: must be one of standard, high"
         return None
 
     async def replicate_create(self, request: web.Request) -> web.Response:
@@ -317,14 +353,17 @@ class FakeProviders:
 
     def _openai_invalid(self, fields: dict[str, Any]) -> web.Response | None:
         """The spec's enums, with types: `seconds` is a string, `size` one of four strings."""
+        unknown = sorted(set(fields) - OPENAI_FIELDS)
+        if unknown:
+            return self._openai_error(400, f"Unknown parameter: '{unknown[0]}'.", "unknown_parameter", unknown[0])
         if not isinstance(fields.get("prompt"), str) or not fields["prompt"]:
             return self._openai_error(400, "prompt is required", "invalid_value", "prompt")
-        if fields.get("model") not in ("sora-2", "sora-2-pro"):
+        if fields.get("model") not in OPENAI_MODEL_SIZES:
             return self._openai_error(400, "invalid model", "invalid_value", "model")
         if not isinstance(fields.get("seconds"), str) or fields["seconds"] not in ("4", "8", "12"):
             return self._openai_error(400, "Invalid value for 'seconds': expected one of '4', '8', '12'",
                                       "invalid_value", "seconds")
-        if fields.get("size") not in OPENAI_SIZES:
+        if fields.get("size") not in OPENAI_MODEL_SIZES[fields["model"]]:
             return self._openai_error(400, "Invalid value for 'size'", "invalid_value", "size")
         reference = fields.get("input_reference")
         if reference is not None:
@@ -430,12 +469,19 @@ class FakeProviders:
         """What Kling refuses with 1201: wrong types (duration is a string) or values."""
         if kind not in ("text2video", "image2video"):
             return f"unknown endpoint {kind}"
+        unknown = sorted(set(body) - KLING_FIELDS[kind])
+        if unknown:
+            return f"{unknown[0]} is not a parameter of {kind}"
         if not isinstance(body.get("prompt"), str):
             return "prompt is required"
-        if body.get("duration") not in ("5", "10"):
-            return "duration must be the string '5' or '10'"
-        if body.get("mode", "std") not in ("std", "pro") or body.get("aspect_ratio") not in ("16:9", "9:16", "1:1"):
+        durations = KLING_DURATIONS.get(body["model_name"], ("5", "10"))
+        if body.get("duration") not in durations:
+            return f"duration must be one of the strings {', '.join(durations)}"
+        if body.get("mode", "std") not in ("std", "pro") or body.get("aspect_ratio", "16:9") not in ("16:9", "9:16",
+                                                                                                     "1:1"):
             return "mode or aspect_ratio invalid"
+        if "sound" in body and (body["model_name"] not in KLING_SOUND_MODELS or body["sound"] not in ("on", "off")):
+            return "sound is not supported by this model"
         if kind == "image2video":
             image = body.get("image")
             if not isinstance(image, str) or image.startswith("data:"):
