@@ -310,8 +310,9 @@ def build(data: Iterable[tuple[str, dict[str, Any]]]) -> Catalogue:
         where = f"families.{name}.default"
         spec = models.get(family.default)
         if spec is None or spec.family != name or not spec.enabled:
-            raise CatalogueError(f"{origin['families.' + name]}: {where}: {family.default!r} is not an enabled "
-                                 f"{name} model")
+            blame = origin.get(f"models.{family.default}")
+            blame = blame if blame == "MODELS_FILE" else origin["families." + name]
+            raise CatalogueError(f"{blame}: {where}: {family.default!r} is not an enabled {name} model")
         count = sum(1 for spec in models.values() if spec.enabled and spec.family == name)
         if count > MAX_CHOICES:
             raise CatalogueError(f"models: at most {MAX_CHOICES} enabled {name} models (Discord's choice limit)")

@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from bot import catalogue
@@ -109,8 +117,12 @@ def _words(values: tuple[Any, ...]) -> str:
     return texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} or {texts[-1]}"
 
 
-def _spec(family: ModelName, data: dict[str, Any]) -> ModelSpec:
-    """The catalogue entry a request names, or the family's default (old stored jobs name none)."""
+def _spec(family: ModelName, data: dict[str, Any], *, offered_only: bool) -> ModelSpec:
+    """The catalogue entry a request names, or the family's default (old stored jobs name none).
+
+    New requests (`offered_only`) may only name enabled models; a stored job may name one the
+    operator has disabled since.
+    """
     books = catalogue.current()
     model_id = data.get("model_id")
     if model_id is None:
@@ -123,7 +135,7 @@ def _spec(family: ModelName, data: dict[str, Any]) -> ModelSpec:
         spec = books.get(str(model_id))
     except KeyError:
         spec = None
-    if spec is None or spec.family != family.value:
+    if spec is None or spec.family != family.value or (offered_only and not spec.enabled):
         choices = _words(tuple(s.id for s in books.enabled(family.value)))
         raise PydanticCustomError("choice", "Unknown {family} model {got}; choose {choices}.",
                                   {"family": books.family(family.value).label, "got": model_id, "choices": choices})
@@ -165,11 +177,11 @@ class VideoRequest(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_catalogue(cls, data: Any) -> Any:
+    def _from_catalogue(cls, data: Any, info: ValidationInfo) -> Any:
         """Resolve the model and check every catalogue-bound option against its entry."""
         if not isinstance(data, dict):
             return data
-        spec = _spec(cls.model, data)
+        spec = _spec(cls.model, data, offered_only=bool(info.context and info.context.get("new")))
         data = {**data, "model_id": spec.id}
         _not_offered(spec, data)
         data["duration"] = _choice(
@@ -376,7 +388,7 @@ def parse_request(model: ModelName | str, *, has_image: bool = False, **options:
     kind = ModelName(model)
     cleaned = {key: value for key, value in options.items() if value is not None}
     try:
-        request: AnyRequest = REQUEST_TYPES[kind].model_validate(cleaned)  # type: ignore[assignment]
+        request: AnyRequest = REQUEST_TYPES[kind].model_validate(cleaned, context={"new": True})  # type: ignore[assignment]
     except ValidationError as error:
         message, field = _user_message(error)
         raise RequestError(message, field) from None

@@ -8,9 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from bot import catalogue
 from storage import CreditPolicy, Store
 from tests.bot.providers.fakes import FakeProviders
 from tests.pg import PostgresUnavailable, TempPostgres
+
+
+@pytest.fixture(autouse=True)
+def _shipped_catalogue() -> Iterator[None]:
+    """A bot started with MODELS_FILE installs its catalogue process-wide: put the shipped one back."""
+    yield
+    catalogue.install(None)
 
 
 @pytest.fixture(scope="session")

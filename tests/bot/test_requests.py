@@ -18,7 +18,6 @@ from bot.requests import (
     request_from_json,
 )
 
-
 KLING_PROMPT_MAX = catalogue.current().family("kling").prompt_max
 SORA_PROMPT_MAX = catalogue.current().family("sora").prompt_max
 

@@ -91,9 +91,9 @@ def test_failure_words_name_the_setting_for_retired_models() -> None:
     job = make_job(state=JobState.FAILED, error_code="model_unavailable", provider_model="kling-v2-master",
                    provider="kling")
     words = ui.failure_words(job)
-    assert "kling-v2-master" in words and "KLING_MODEL" in words
+    assert "kling-v2-master" in words and "KLING_PROVIDER" in words and "MODELS_FILE" in words
     sora = make_job(model="sora", state=JobState.FAILED, error_code="model_unavailable", provider_model="sora-2")
-    assert "SORA_MODEL" in ui.failure_words(sora)
+    assert "SORA_PROVIDER" in ui.failure_words(sora)
 
 
 def test_own_key_auth_failure_blames_the_key_only_in_private() -> None:
