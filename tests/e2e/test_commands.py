@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bot import catalogue
 from bot.requests import request_from_json
 from storage import JobState, LedgerKind
 from tests.e2e.harness import BotHarness
@@ -115,7 +116,7 @@ async def test_credits_and_admin_grants(harness: BotHarness) -> None:
     assert bot is not None
     mine = await harness.invoke("/credits", user=server.alice, channel=server.general)
     embed = harness.response_message(mine)["embeds"][0]
-    assert "**120** credits" in embed["description"] and "Kling 5 s: 10 credits" in str(embed["fields"])
+    assert "**120** credits" in embed["description"] and "`kling-2.0`): 5 s: 10, 10 s: 20" in str(embed["fields"])
     refused = await harness.invoke("/credits-grant", user=server.bob, channel=server.general,
                                    options={"user": server.bob, "amount": 1000})
     assert "Only the bot's operators" in harness.ephemeral_text(refused)
@@ -125,10 +126,16 @@ async def test_credits_and_admin_grants(harness: BotHarness) -> None:
     [entry] = [e for e in await bot.store.ledger.history(server.alice) if e.kind is LedgerKind.ADJUST]
     assert entry.actor_id == server.admin and entry.amount == 50
     priced = await harness.invoke("/credits-set-price", user=server.admin, channel=server.general,
-                                  option="kling_per_second", credits=3)
-    assert "Kling 5 s: 15 credits" in harness.ephemeral_text(priced)
+                                  option="kling-2.0", credits=3)
+    assert "`kling-2.0`): 5 s: 15, 10 s: 30" in harness.ephemeral_text(priced)
     ack = await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="Priced.")
     assert "Charged 15 credits" in await receipt(harness, ack)
+    # Prices are per model: another model's override leaves Kling 2.0 alone and charges that model's.
+    await harness.invoke("/credits-set-price", user=server.admin, channel=server.general,
+                         option="kling-2.6", credits=7)
+    other = await harness.invoke("/kling", user=server.bob, channel=server.general, prompt="Other.",
+                                 model="kling-2.6", duration=10)
+    assert "Charged 70 credits" in await receipt(harness, other)
 
 
 async def test_jobs_list_show_and_cancel_are_private(harness: BotHarness) -> None:
@@ -176,8 +183,14 @@ async def test_help_and_models_explain_the_choice(harness: BotHarness) -> None:
     server = harness.server
     shown = await harness.invoke("/models", user=server.alice, channel=server.general)
     text = json.dumps(harness.response_message(shown)["embeds"])
-    assert "Kling 2.0 vs Sora 2" in text and "synchronized" in text and "Sora 12 s" not in text
-    assert "Sora high 12 s: 120 credits" in text
+    embed = harness.response_message(shown)["embeds"][0]
+    # The table is the catalogue: one row per enabled model (disabled ones are not shown), with its tips.
+    rows = [line for line in embed["description"].splitlines() if line and not line.startswith(("```", "*"))]
+    books = catalogue.current()
+    assert [row.split("  ")[0].removesuffix(" *") for row in rows[1:]] == [s.label for s in books.enabled()]
+    assert "Kling 2.1" not in text
+    assert all(spec.tips[:40] in text for spec in books.enabled())
+    assert "Sora 2 Pro high (`sora-2-pro:high`): 4 s: 40, 8 s: 80, 12 s: 120 credits" in text
     helped = await harness.invoke("/help", user=server.alice, channel=server.general)
     assert "/compare" in json.dumps(harness.response_message(helped)["embeds"])
 
