@@ -69,7 +69,7 @@ async def test_retired_model_is_refunded_with_a_message_for_the_operator(
         [job_id] = await job_ids(harness, server.bob)
         notice = await harness.wait_for_message(server.general, lambda m: f"job #{job_id} " in m["content"]
                                                 and "failed" in m["content"])
-        assert "sora-2" in notice["content"] and "SORA_MODEL" in notice["content"]
+        assert "sora-2" in notice["content"] and "MODELS_FILE" in notice["content"]
         assert "16 credits were refunded" in notice["content"]
         assert harness.bot is not None
         kinds = [e.kind for e in await harness.bot.store.ledger.entries_for_job(job_id)]

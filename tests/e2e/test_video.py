@@ -164,7 +164,7 @@ async def test_failures_refund_once_and_explain(harness: BotHarness, kind: str) 
     notice = await harness.wait_for_message(server.general, lambda m: f"job #{job_id} " in m["content"]
                                             and "failed" in m["content"])
     assert "10 credits were refunded" in notice["content"]
-    expected = {"content_policy": "safety filter", "model_unavailable": "KLING_MODEL",
+    expected = {"content_policy": "safety filter", "model_unavailable": "MODELS_FILE",
                 "quota_or_billing": "operator"}[kind]
     assert expected in notice["content"]
     kinds = [entry.kind for entry in await bot.store.ledger.entries_for_job(job_id)]
