@@ -89,7 +89,7 @@ async def test_a_manager_of_their_own_guild_cannot_mint_credits_or_set_prices(ha
                                    options={"user": server.bob, "amount": 100000})
     assert "Only the bot's operators" in text(harness, granted)
     priced = await harness.invoke("/credits-set-price", user=server.bob, channel=world.bob_channel,
-                                  option="sora_per_second", credits=0)
+                                  option="sora-2", credits=0)
     assert "Only the bot's operators" in text(harness, priced)
     assert await balance(harness, server.bob) == before == 120
     assert not [e for e in await bot.store.ledger.history(server.bob) if e.kind is LedgerKind.ADJUST]
@@ -107,8 +107,8 @@ async def test_the_application_owner_is_an_operator_anywhere(harness: BotHarness
                                    options={"user": server.bob, "amount": 30, "reason": "prize"})
     assert "balance now 150" in text(harness, granted)
     priced = await harness.invoke("/credits-set-price", user=server.admin, channel=world.bob_channel,
-                                  option="kling_per_second", credits=3)
-    assert "Kling 5 s: 15 credits" in text(harness, priced)
+                                  option="kling-2.0", credits=3)
+    assert "`kling-2.0`): 5 s: 15, 10 s: 30 credits" in text(harness, priced)
     in_dm = await harness.invoke("/credits-grant", user=server.admin, channel=server.dm_channel(server.admin),
                                  options={"user": server.bob, "amount": -50})
     assert "Removed 50 credits" in text(harness, in_dm) and await balance(harness, server.bob) == 100
@@ -157,7 +157,7 @@ async def test_team_members_are_the_operators_and_none_means_refused_for_all(
     assert any("operators: none known" in r.getMessage() for r in caplog.records)
     for user in (server.admin, server.bob):
         refused = await harness.invoke("/credits-set-price", user=user, channel=server.general,
-                                       option="kling_per_second", credits=0)
+                                       option="kling-2.0", credits=0)
         assert "Only the bot's operators" in text(harness, refused)
     assert await bot.store.prices.overrides() == {}
 
