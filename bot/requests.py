@@ -369,6 +369,8 @@ REQUEST_TYPES: dict[ModelName, type[VideoRequest]] = {
 def _user_message(error: ValidationError) -> tuple[str, str | None]:
     first = error.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or None
+    if field is None and first["type"].startswith("prompt"):
+        field = "prompt"  # checked with the model's catalogue entry, before field validation
     if first["type"] == "extra_forbidden":
         return (f"`{field}` is not an option of this model.", field)
     message = first["msg"]
