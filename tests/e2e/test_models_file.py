@@ -17,6 +17,7 @@ import av
 from bot.sandbox.discord_server import LoopbackDiscord
 from storage import JobState, LedgerKind
 from tests.e2e.harness import BotHarness, e2e_settings
+from tests.e2e.test_video import receipt
 
 HELDOUT = '''[models.kling-heldout]
 family = "kling"
@@ -66,7 +67,8 @@ async def test_the_issue_example_renders_1080p_10s_with_audio_for_30_credits(ser
         embed = ack["embeds"][0]
         assert embed["title"].startswith("Kling Heldout")
         fields = {field["name"]: field["value"] for field in embed["fields"]}
-        assert "30 credits" in fields["Cost"] and "1920x1080" in fields["Options"]
+        assert "1920x1080" in fields["Options"]
+        assert "Charged 30 credits" in await receipt(harness, interaction)
         [job] = await bot.store.jobs.for_user(server.alice)
         result = await harness.wait_for_message(server.general, is_result(job.id), timeout=120)
         [video] = [a for a in result["attachments"] if a["filename"].endswith(".mp4")]
