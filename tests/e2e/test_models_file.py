@@ -14,7 +14,7 @@ from typing import Any
 
 import av
 
-from bot.sandbox.discord_server import LoopbackDiscord
+from bot.sandbox.discord import LoopbackDiscord
 from storage import JobState, LedgerKind
 from tests.e2e.harness import BotHarness, e2e_settings
 from tests.e2e.test_video import receipt
