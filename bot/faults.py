@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("after_reserve", "after_submit", "while_polling", "before_download", "after_download", "after_post",
-          "during_refund")
+POINTS = ("after_reserve", "after_intent", "provider_accepted", "after_submit", "while_polling", "before_download",
+          "after_download", "after_post", "after_delivered", "during_refund", "after_refund", "after_notice",
+          "after_cancel")
 
 
 def crash_point(name: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -71,6 +72,11 @@ class Notifier(Protocol):
     async def progress(self, job: Job, status: StatusResult) -> bool: ...
 
     async def ended(self, job: Job) -> None: ...
+
+
+def new_request_key(job_id: int) -> str:
+    """A submit key unique per install: the job id alone repeats after a database reset or a move."""
+    return f"j{job_id}-{secrets.token_hex(8)}"
 
 
 def retry_delay(attempts: int, scale: float, hint: float | None) -> float:
@@ -251,14 +257,21 @@ class Poller:
         """Move a claimed job one step along its life."""
         request = request_from_json(job.model, job.request_json)
         provider = self.providers.get(job.provider)
-        if job.state is JobState.ACCEPTED:
+        if job.state in (JobState.ACCEPTED, JobState.SUBMITTING):
             await self._submit(job, request, provider)
         elif job.state in (JobState.SUBMITTED, JobState.RUNNING):
             await self._poll(job, request, provider)
         elif job.state in (JobState.DOWNLOADED, JobState.UNDELIVERED):
             await self._deliver(job)
+        elif job.state is JobState.CANCELED and job.request_key and not job.provider_job_id:
+            await self._cancel_orphan(job, request, provider)  # canceled during submission
         else:  # terminal: nothing due; clear a stray schedule
             await self.store.jobs.update(job.id, owner=self.owner, next_run_at=None, release=True)
+
+    async def _hold(self, job: Job) -> None:
+        """Right before a side effect (submit, post): still ours? Raises LeaseLost (the step is dropped)."""
+        await self.store.jobs.hold_lease(job.id, self.owner, lease_seconds=self.settings.lease_seconds,
+                                         now=self.clock())
 
     async def _context(self, job: Job, request: AnyRequest, *, fetch_reference: bool = True) -> JobContext:
         api_key = None
@@ -273,7 +286,8 @@ class Poller:
                 path = await self._reference_image(job, request)
             if path.exists():
                 request = request.model_copy(update={"reference_image": str(path)})
-        return JobContext(job_id=job.id, request=request, api_key=api_key)
+        return JobContext(job_id=job.id, request=request, api_key=api_key, request_key=job.request_key,
+                          submitted_since=job.submitted_at)
 
     def reference_path(self, job_id: int) -> Path:
         return self.settings.video_dir / "refs" / f"job{job_id}.png"
@@ -296,8 +310,26 @@ class Poller:
         return await images.fit_image_async(data, request.size, dest)
 
     async def _submit(self, job: Job, request: AnyRequest, provider: VideoProvider) -> None:
+        """Submit exactly once: record the intent (SUBMITTING, a fresh request key) before the call; a job
+        found in SUBMITTING may already be at the provider, so look it up there before submitting again."""
         try:
-            ctx = await self._context(job, request)
+            if job.state is JobState.ACCEPTED:
+                await self._hold(job)
+                now = self.clock()
+                job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.SUBMITTING,
+                                                   request_key=job.request_key or new_request_key(job.id),
+                                                   submitted_at=now, now=now)
+                crash_point("after_intent")
+                ctx = await self._context(job, request)
+            else:
+                ctx = await self._context(job, request)
+                assert job.request_key is not None
+                found = await self._found(job, ctx, provider)
+                if found is not None:
+                    log.info("job %s: found its task %s at %s; not submitting again", job.id, found, provider.name)
+                    await self._record_submitted(job, request, provider, found)
+                    return
+            await self._hold(job)
             provider_job_id = await provider.submit(ctx)
         except images.ImageError as error:
             await self._fail(job, "invalid_image", error.message)
@@ -306,14 +338,72 @@ class Poller:
             await self._provider_error(job, error)
             return
         crash_point("after_submit")
+        await self._record_submitted(job, request, provider, provider_job_id)
+
+    async def _found(self, job: Job, ctx: JobContext, provider: VideoProvider) -> str | None:
+        """The task an earlier try created, if any; duplicates (two tries got through) are canceled."""
+        assert job.request_key is not None
+        mine = []
+        for provider_job_id in await provider.find(job.request_key, ctx):
+            owner = await self.store.jobs.by_provider_job(provider.name, provider_job_id)
+            if owner is None or owner.id == job.id:  # never adopt another job's task
+                mine.append(provider_job_id)
+        if not mine:
+            return None
+        for duplicate in mine[1:]:
+            stopped = False
+            with contextlib.suppress(ProviderError):
+                stopped = await provider.cancel(duplicate, ctx)
+            log.warning("job %s: duplicate task %s at %s %s", job.id, duplicate, provider.name,
+                        "canceled" if stopped else "could not be canceled")
+        return mine[0]
+
+    async def _record_submitted(self, job: Job, request: AnyRequest, provider: VideoProvider,
+                                provider_job_id: str) -> None:
         now = self.clock()
         first = self.schedule.first_delay(self._render_key(provider, request), provider.expected_seconds(request))
-        await self.store.jobs.update(
-            job.id, owner=self.owner, state=JobState.SUBMITTED, provider_job_id=provider_job_id,
-            provider_model=provider.model_id(request), submitted_at=now, attempts=0,
-            error_code=None, error_message=None, next_run_at=now + first, release=True, now=now,
-        )
+        try:
+            await self.store.jobs.update(
+                job.id, owner=self.owner, state=JobState.SUBMITTED, provider_job_id=provider_job_id,
+                provider_model=provider.model_id(request), submitted_at=now, attempts=0,
+                error_code=None, error_message=None, next_run_at=now + first, release=True, now=now,
+            )
+        except (LeaseLost, IllegalTransition):
+            current = await self.store.jobs.get(job.id)
+            if current is None or current.state is not JobState.CANCELED:
+                raise
+            # Canceled while we were submitting: stop the task now that its id is known.
+            await self._stop_canceled(current, request, provider, provider_job_id)
+            return
         log.info("job %s submitted to %s as %s", job.id, provider.name, provider_job_id)
+
+    async def _stop_canceled(self, job: Job, request: AnyRequest, provider: VideoProvider,
+                             provider_job_id: str) -> None:
+        stopped = False
+        with contextlib.suppress(ProviderError):
+            stopped = await provider.cancel(provider_job_id, JobContext(job_id=job.id, request=request))
+        log.info("job %s was canceled during submission; task %s %s", job.id, provider_job_id,
+                 "stopped" if stopped else "could not be stopped")
+        await self.store.jobs.update(job.id, provider_job_id=provider_job_id, next_run_at=None, release=True)
+
+    async def _cancel_orphan(self, job: Job, request: AnyRequest, provider: VideoProvider) -> None:
+        """A job canceled while it was submitting (perhaps in a process that crashed): find its task, stop it."""
+        assert job.request_key is not None
+        try:
+            ctx = await self._context(job, request, fetch_reference=False)
+            found = await provider.find(job.request_key, ctx)
+        except ProviderError as error:
+            if error.retryable and job.attempts < MAX_RETRIES:
+                await self.store.jobs.update(job.id, owner=self.owner, attempts=job.attempts + 1,
+                                             next_run_at=self.clock() + retry_delay(job.attempts, self.scale,
+                                                                                    error.retry_after),
+                                             release=True)
+                return
+            found = []
+        for provider_job_id in found:
+            await self._stop_canceled(job, request, provider, provider_job_id)
+        if not found:
+            await self.store.jobs.update(job.id, owner=self.owner, next_run_at=None, release=True)
 
     async def _poll(self, job: Job, request: AnyRequest, provider: VideoProvider) -> None:
         assert job.provider_job_id is not None

@@ -84,6 +84,7 @@ def colour(request: AnyRequest) -> discord.Colour:
 
 STATE_WORDS = {
     JobState.ACCEPTED: "Queued",
+    JobState.SUBMITTING: "Sending to the provider",
     JobState.SUBMITTED: "Waiting for the provider",
     JobState.RUNNING: "Rendering",
     JobState.DOWNLOADED: "Rendered, posting",

@@ -16,6 +16,7 @@ from storage.models import (
     LedgerKind,
     MemberDailyCap,
     NewJob,
+    OutboxRow,
     SettingsChange,
     StorageError,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "LedgerKind",
     "MemberDailyCap",
     "NewJob",
+    "OutboxRow",
     "SettingsChange",
     "StorageError",
     "Store",

@@ -177,12 +177,21 @@ class SQLiteDatabase:
             if not pending:
                 return current
             script = "BEGIN IMMEDIATE;\n" + "\n".join(pending) + f"\nPRAGMA user_version = {latest};\nCOMMIT;"
+            # A migration may rebuild a table (SQLite cannot alter a CHECK): foreign keys are off while the
+            # script runs (the pragma is a no-op inside a transaction) and checked before they are back on.
+            await self.writer.execute("PRAGMA foreign_keys = OFF")
             try:
                 await self.writer.executescript(script)
+                async with self.writer.execute("PRAGMA foreign_key_check") as cursor:
+                    broken = await cursor.fetchall()
+                if broken:
+                    raise MigrationError(f"{self.path}: migration left {len(broken)} broken foreign keys")
             except Exception:
                 if self.writer.in_transaction:
                     await self.writer.rollback()
                 raise
+            finally:
+                await self.writer.execute("PRAGMA foreign_keys = ON")
         return latest
 
     @asynccontextmanager

@@ -35,6 +35,7 @@ from storage.models import (
     LedgerKind,
     MemberDailyCap,
     NewJob,
+    OutboxRow,
 )
 
 log = logging.getLogger(__name__)
@@ -228,32 +229,74 @@ class JobStore:
         return Job.from_row(row) if row else None
 
     async def next_due_at(self) -> float | None:
-        """When the soonest job becomes claimable (its run time, or its stale lease's expiry)."""
-        free = await self.db.fetchone(
-            "SELECT MIN(next_run_at) FROM jobs WHERE next_run_at IS NOT NULL AND lease_owner IS NULL"
-        )
-        leased = await self.db.fetchone(
-            "SELECT MIN(CASE WHEN lease_expires_at > next_run_at THEN lease_expires_at ELSE next_run_at END)"
-            " FROM jobs WHERE next_run_at IS NOT NULL AND lease_owner IS NOT NULL"
-        )
-        times = [row[0] for row in (free, leased) if row is not None and row[0] is not None]
+        """When the soonest job or outbox row becomes claimable (its run time, or its stale lease's expiry)."""
+        rows = []
+        for table in ("jobs", "outbox"):
+            rows.append(await self.db.fetchone(
+                f"SELECT MIN(next_run_at) FROM {table} WHERE next_run_at IS NOT NULL AND lease_owner IS NULL"
+            ))
+            rows.append(await self.db.fetchone(
+                "SELECT MIN(CASE WHEN lease_expires_at > next_run_at THEN lease_expires_at ELSE next_run_at END)"
+                f" FROM {table} WHERE next_run_at IS NOT NULL AND lease_owner IS NOT NULL"
+            ))
+        times = [row[0] for row in rows if row is not None and row[0] is not None]
         return min(times) if times else None
 
     async def claim_due(
-        self, owner: str, *, lease_seconds: float, limit: int = 10, now: float | None = None
+        self, owner: str, *, lease_seconds: float, limit: int = 10, now: float | None = None,
+        exclude: Sequence[int] = (),
     ) -> list[Job]:
-        """Lease up to `limit` due jobs to `owner`; expired leases of dead workers are taken over."""
+        """Lease up to `limit` due jobs to `owner`; expired leases of dead workers are taken over.
+
+        `exclude` are the jobs this process is running right now: a step outliving its lease must
+        never be claimed (and run a second time) by the same process.
+        """
         now = time.time() if now is None else now
         skip_locked = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgres" else ""
+        running = ""
+        if exclude:
+            running = f" AND id NOT IN ({', '.join(str(int(job_id)) for job_id in exclude)})"
         async with self.db.transaction() as conn:
             rows = await conn.fetchall(
                 "UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
                 " SELECT id FROM jobs WHERE next_run_at IS NOT NULL AND next_run_at <= ?"
-                f" AND (lease_owner IS NULL OR lease_expires_at <= ?) ORDER BY next_run_at LIMIT ?{skip_locked})"
+                f" AND (lease_owner IS NULL OR lease_expires_at <= ?){running} ORDER BY next_run_at"
+                f" LIMIT ?{skip_locked})"
                 f" RETURNING {', '.join(JOB_COLUMNS)}",
                 (owner, now + lease_seconds, now, now, limit),
             )
         return sorted((Job.from_row(row) for row in rows), key=lambda job: job.next_run_at or 0)
+
+    async def renew_lease(self, job_id: int, owner: str, *, lease_seconds: float, now: float | None = None) -> str:
+        """Heartbeat: extend `owner`'s lease. Returns "held", "released" (nobody holds it: the step gave
+        it back or a cancel ended the job) or "lost" (another worker holds it now)."""
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            changed = await conn.execute(
+                "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+                (now + lease_seconds, job_id, owner),
+            )
+            if changed:
+                return "held"
+            row = await conn.fetchone("SELECT lease_owner FROM jobs WHERE id = ?", (job_id,))
+        return "released" if row is None or row[0] is None else "lost"
+
+    async def hold_lease(self, job_id: int, owner: str, *, lease_seconds: float, now: float | None = None) -> None:
+        """Re-check (and extend) the lease right before a side effect; raise LeaseLost when it is gone."""
+        if await self.renew_lease(job_id, owner, lease_seconds=lease_seconds, now=now) != "held":
+            raise LeaseLost(job_id)
+
+    async def acknowledge(self, job_ids: Sequence[int], *, message_id: int | None = None,
+                          now: float | None = None) -> None:
+        """Record that the command's answer was sent: only now may workers use the interaction's webhook."""
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            for job_id in job_ids:
+                await conn.execute(
+                    "UPDATE jobs SET acked_at = ?, response_message_id = COALESCE(response_message_id, ?)"
+                    " WHERE id = ? AND acked_at IS NULL",
+                    (now, message_id, job_id),
+                )
 
     async def update(
         self,
@@ -263,12 +306,16 @@ class JobStore:
         state: JobState | None = None,
         release: bool = False,
         now: float | None = None,
+        notice: bool = True,
+        charge: int = 0,
         **changes: Any,
     ) -> Job:
         """Change a job, moving it through the state machine and settling credits on the way.
 
         With `owner`, the change only applies while that worker still holds the lease. Moving to
-        DOWNLOADED captures the reserved credits; FAILED or CANCELED refunds them (exactly once).
+        DOWNLOADED captures the reserved credits; FAILED or CANCELED refunds them (exactly once),
+        less `charge` credits (a cancel the provider cannot honour), and writes an outbox row in the
+        same transaction: the user is told (`notice`, else only the card is updated) even after a crash.
         """
         unknown = set(changes) - MUTABLE_JOB_COLUMNS
         if unknown:
@@ -300,16 +347,26 @@ class JobStore:
                             reason=f"job {job_id} rendered",
                         )
                     elif state in REFUNDING:
+                        charge = max(0, min(charge, job.price))
+                        reason = f"job {job_id} {state.value}" + (f"; {charge} credits charged" if charge else "")
                         await ledger.append(
                             conn,
                             user_id=job.user_id,
-                            kind=LedgerKind.REFUND,
-                            amount=job.price,
+                            kind=LedgerKind.REFUND if charge < job.price else LedgerKind.CAPTURE,
+                            amount=job.price - charge,
                             key=f"settle:{job_id}",
                             job_id=job_id,
                             now=now,
-                            reason=f"job {job_id} {state.value}",
+                            reason=reason,
                         )
+                if state in REFUNDING:
+                    await conn.execute(
+                        "INSERT INTO outbox (job_id, kind, dedup_key, next_run_at, created_at) VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (dedup_key) DO NOTHING",
+                        (job_id, "ended" if notice else "card", f"end{job_id}", now, now),
+                    )
+                    if self.db.dialect == "postgres":
+                        await conn.execute("NOTIFY bot_jobs")  # on commit: a worker delivers the outbox row
             elif state is not None and state.terminal:
                 raise IllegalTransition(job_id, job.state, state)
             if release:
@@ -393,3 +450,49 @@ class JobStore:
     async def count_by_state(self) -> dict[JobState, int]:
         rows = await self.db.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
         return {JobState(row[0]): int(row[1]) for row in rows}
+
+
+    # -- the outbox: user-visible effects written with the state change, delivered at least once --------
+
+    async def claim_outbox(self, owner: str, *, lease_seconds: float, limit: int = 10,
+                           now: float | None = None) -> list[OutboxRow]:
+        """Lease due outbox rows, like `claim_due` does for jobs."""
+        now = time.time() if now is None else now
+        skip_locked = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgres" else ""
+        async with self.db.transaction() as conn:
+            rows = await conn.fetchall(
+                "UPDATE outbox SET lease_owner = ?, lease_expires_at = ? WHERE id IN ("
+                " SELECT id FROM outbox WHERE next_run_at IS NOT NULL AND next_run_at <= ?"
+                f" AND (lease_owner IS NULL OR lease_expires_at <= ?) ORDER BY next_run_at LIMIT ?{skip_locked})"
+                " RETURNING id, job_id, kind, dedup_key, attempts, route, message_id",
+                (owner, now + lease_seconds, now, now, limit),
+            )
+        return [OutboxRow(id=row[0], job_id=row[1], kind=row[2], dedup_key=row[3], attempts=row[4], route=row[5],
+                          message_id=row[6]) for row in rows]
+
+    async def outbox_route(self, row_id: int, owner: str, route: str) -> None:
+        """Record the route about to be tried (the followup route has no nonce: never tried twice)."""
+        async with self.db.transaction() as conn:
+            if not await conn.execute("UPDATE outbox SET route = ? WHERE id = ? AND lease_owner = ?",
+                                      (route, row_id, owner)):
+                raise LeaseLost(row_id)
+
+    async def outbox_finish(self, row_id: int, owner: str | None, *, message_id: int | None = None,
+                            error: str | None = None, retry_at: float | None = None,
+                            now: float | None = None) -> None:
+        """Done (or given up: `error` without `retry_at`), or due again at `retry_at` after a failure."""
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            if retry_at is not None:
+                await conn.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_run_at = ?, lease_owner = NULL,"
+                    " lease_expires_at = NULL WHERE id = ?", (error, retry_at, row_id))
+            else:
+                await conn.execute(
+                    "UPDATE outbox SET message_id = COALESCE(?, message_id), last_error = ?, next_run_at = NULL,"
+                    " lease_owner = NULL, lease_expires_at = NULL, done_at = ? WHERE id = ?",
+                    (message_id, error, now, row_id))
+
+    async def outbox_for_job(self, job_id: int) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", (job_id,))
+        return [dict(row) for row in rows]

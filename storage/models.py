@@ -12,6 +12,7 @@ class JobState(StrEnum):
     """A job's life; `TRANSITIONS` is the only way between states."""
 
     ACCEPTED = "accepted"  # stored and paid for, not yet at the provider
+    SUBMITTING = "submitting"  # intent recorded (request_key): the provider may or may not have the task
     SUBMITTED = "submitted"  # the provider has it
     RUNNING = "running"  # the provider reported progress
     DOWNLOADED = "downloaded"  # our own copy is on disk; credits captured
@@ -30,12 +31,13 @@ class JobState(StrEnum):
         return self in ACTIVE
 
 
-ACTIVE = frozenset({JobState.ACCEPTED, JobState.SUBMITTED, JobState.RUNNING})
+ACTIVE = frozenset({JobState.ACCEPTED, JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING})
 TERMINAL = frozenset({JobState.DELIVERED, JobState.FAILED, JobState.CANCELED})
 REFUNDING = frozenset({JobState.FAILED, JobState.CANCELED})
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.ACCEPTED: frozenset({JobState.SUBMITTED, JobState.FAILED, JobState.CANCELED}),
+    JobState.ACCEPTED: frozenset({JobState.SUBMITTING, JobState.FAILED, JobState.CANCELED}),
+    JobState.SUBMITTING: frozenset({JobState.SUBMITTED, JobState.FAILED, JobState.CANCELED}),
     JobState.SUBMITTED: frozenset({JobState.RUNNING, JobState.DOWNLOADED, JobState.FAILED, JobState.CANCELED}),
     JobState.RUNNING: frozenset({JobState.RUNNING, JobState.DOWNLOADED, JobState.FAILED, JobState.CANCELED}),
     JobState.DOWNLOADED: frozenset({JobState.DELIVERED, JobState.UNDELIVERED}),
@@ -130,6 +132,19 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class OutboxRow:
+    """A user-visible effect owed for a job (`ended`: notice and card edit; `card`: card edit only)."""
+
+    id: int
+    job_id: int
+    kind: str
+    dedup_key: str
+    attempts: int
+    route: str | None
+    message_id: int | None
+
+
+@dataclass(frozen=True)
 class Compare:
     """A /compare pair: one Kling and one Sora job, shown as A and B."""
 
@@ -188,6 +203,8 @@ class Job:
     updated_at: float
     finished_at: float | None
     compare_id: int | None
+    request_key: str | None = None
+    acked_at: float | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -217,6 +234,7 @@ MUTABLE_JOB_COLUMNS = frozenset(
         "error_message",
         "last_progress_edit_at",
         "interaction_token",
+        "request_key",
     }
 )
 

@@ -84,6 +84,10 @@ class JobContext:
     job_id: int
     request: AnyRequest
     api_key: SecretStr | None = field(default=None, repr=False)
+    # The job's submit key (unique per install, never the bare job id): sent with the create where the
+    # API has a place for it, so `find` can recognise the task after a crash.
+    request_key: str | None = None
+    submitted_since: float | None = None  # when the submit intent was recorded: `find`'s time window
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class VideoProvider(abc.ABC):
     """A place that turns a validated request into an MP4."""
 
     name: str = "provider"
+    can_cancel: bool = False  # can this provider really stop a render (a cancel it confirms is refunded)?
 
     def model_id(self, request: AnyRequest) -> str:
         """The provider's model id for this request (configuration, shown in errors)."""
@@ -129,6 +134,15 @@ class VideoProvider(abc.ABC):
     async def cancel(self, provider_job_id: str, ctx: JobContext) -> bool:
         """Ask the provider to stop; return False when it cannot."""
         return False
+
+    async def find(self, request_key: str, ctx: JobContext) -> list[str]:
+        """The provider's tasks an earlier submit of this job created (oldest first), for recovery.
+
+        Called when a job is found in `submitting` (a crash or a lost answer between the provider
+        accepting the create and the bot recording its id): a task found here is adopted instead of
+        submitting (and paying) again. Raises ProviderError when the provider cannot be asked now.
+        """
+        return []
 
     async def verify_key(self, api_key: SecretStr) -> bool:
         """Check a user's own key with one cheap call; providers without keys accept any."""

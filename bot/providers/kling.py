@@ -2,13 +2,14 @@
 
 Facts from PROVIDERS.md: HS256 JWT with iss/exp/nbf (signed with PyJWT), refreshed before expiry; `duration` is a
 string; every answer carries an envelope `code` (0 = success) that is checked even on HTTP 200;
-`external_task_id` is our job id so a retried submit finds the task it already created.
+`external_task_id` is the job's request key (random, unique per install: a database reset or a
+move to PostgreSQL can never attach a new job to an old task), so a job found in `submitting` after
+a crash finds the task it already created (`find`: the query path accepts the external id).
 
 Assumptions about the API (not certain from the documentation we have):
-- A create whose `external_task_id` already exists fails with a 12xx code whose message mentions
-  the external id / a duplicate; the existing task can then be read at
-  `GET /v1/videos/{kind}/{external_task_id}` (the query path accepts either id). The fakes in
-  tests/bot/providers/fakes.py implement exactly this.
+- Whether a second create with the same `external_task_id` is rejected is undocumented: `find` looks
+  first. If a create is nevertheless refused as a duplicate (a 12xx code mentioning the external id),
+  the existing task is looked up the same way. The fakes in tests/bot/providers/fakes.py do both.
 - `cfg_scale` is documented as unsupported on v2.x official models: we send it only to models
   whose name starts with "kling-v1" (`cfg_applied`), and `notes` tells the user otherwise.
 - Fields per endpoint: text2video takes `aspect_ratio`; image2video does not (the image sets the
@@ -194,7 +195,7 @@ class KlingProvider(VideoProvider):
         kind = "image2video" if request.reference_image else "text2video"
         body: dict[str, Any] = {
             "model_name": self.model_id(request), "prompt": request.prompt, "mode": spec.mode,
-            "duration": str(request.duration), "external_task_id": str(ctx.job_id),
+            "duration": str(request.duration), "external_task_id": ctx.request_key or f"job-{ctx.job_id}",
         }
         if kind == "text2video":
             body["aspect_ratio"] = request.aspect_ratio  # image2video takes no aspect_ratio
@@ -220,21 +221,33 @@ class KlingProvider(VideoProvider):
         except ProviderError as error:
             if _is_duplicate(error):
                 log.info("kling: task for job %s already exists; looking it up", ctx.job_id)
-                return await self._existing(kind, ctx.job_id, body["model_name"])  # our earlier try got through
+                found = await self.find(body["external_task_id"], ctx)  # our earlier try got through
+                if found:
+                    return found[0]
             raise
         task_id = data.get("task_id")
         if not task_id:
             raise ProviderError(ErrorKind.TRANSIENT, "kling submit: no task id in the answer")
         return f"{kind}:{task_id}"
 
-    async def _existing(self, kind: str, job_id: int, model: str) -> str:
-        """Find the task a previous submit created, by its external id (see the module docstring)."""
-        async with transport_errors("kling lookup"):
-            response = await self.client.get(f"{self.base}/v1/videos/{kind}/{job_id}", headers=self._headers())
-        data = self._envelope(response, "kling lookup", model)
-        if not data.get("task_id"):
-            raise ProviderError(ErrorKind.TRANSIENT, "kling lookup: no task id in the answer")
-        return f"{kind}:{data['task_id']}"
+    async def find(self, request_key: str, ctx: JobContext) -> list[str]:
+        """The task created with `external_task_id = request_key`, by the query endpoint (either kind)."""
+        kinds = ("image2video", "text2video") if ctx.request.reference_image else ("text2video", "image2video")
+        for kind in kinds:
+            async with transport_errors("kling lookup"):
+                response = await self.client.get(f"{self.base}/v1/videos/{kind}/{request_key}",
+                                                  headers=self._headers())
+            try:
+                data = self._envelope(response, "kling lookup", self.model_id(ctx.request))
+            except ProviderError as error:
+                if error.kind is ErrorKind.INVALID_REQUEST:  # 1201 "task not found": not under this kind
+                    continue
+                raise
+            info = data.get("task_info") if isinstance(data.get("task_info"), dict) else {}
+            external = info.get("external_task_id")
+            if data.get("task_id") and external in (None, request_key):
+                return [f"{kind}:{data['task_id']}"]
+        return []
 
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
         kind, sep, task_id = provider_job_id.partition(":")

@@ -62,6 +62,8 @@ POLICY_CODES = {"moderation_blocked", "content_policy_violation", "content_filte
 QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active"}
 RETIRED_CODES = {"model_not_found", "model_deprecated"}
 TRANSIENT_CODES = {"server_error", "internal_error", "timeout", "service_unavailable"}
+FIND_MARGIN_SECONDS = 300.0  # clock skew between us and the provider when matching by time
+FIND_MAX_PAGES = 5
 
 
 def fit_reference(path: str | Path, size: tuple[int, int]) -> bytes:
@@ -164,6 +166,42 @@ class OpenAIVideosProvider(VideoProvider):
         if not data.get("id"):
             raise ProviderError(ErrorKind.TRANSIENT, "openai submit: no video id in the answer")
         return str(data["id"])
+
+    async def find(self, request_key: str, ctx: JobContext) -> list[str]:
+        """Videos an earlier submit of this job created. The API has no metadata field, so: list the key's
+        videos newest first back to the submit intent (minus a margin for clock skew) and keep those with
+        exactly our prompt, model, size and seconds. Oldest first."""
+        request = ctx.request
+        if not isinstance(request, SoraRequest):
+            return []
+        model = self.model_id(request)
+        since = (ctx.submitted_since or 0.0) - FIND_MARGIN_SECONDS
+        wanted = (request.prompt, model, request.size_text(), str(request.seconds))
+        found: list[tuple[float, str]] = []
+        after: str | None = None
+        for _ in range(FIND_MAX_PAGES):
+            params = {"limit": "100", "order": "desc"} | ({"after": after} if after else {})
+            async with transport_errors("openai list"):
+                response = await self.client.get(f"{self.base}/videos", params=params, headers=self._headers(ctx))
+            if response.status_code >= 400:
+                raise self._error(response, ctx, model)
+            page = json_object(response, "openai list")
+            items = page.get("data") if isinstance(page.get("data"), list) else []
+            older = False
+            for item in items:
+                if not isinstance(item, dict) or not item.get("id"):
+                    continue
+                created = item.get("created_at")
+                if isinstance(created, int | float) and created < since:
+                    older = True
+                    break
+                seen = (item.get("prompt"), item.get("model"), item.get("size"), str(item.get("seconds")))
+                if seen == wanted:
+                    found.append((float(created) if isinstance(created, int | float) else 0.0, str(item["id"])))
+            after = page.get("last_id") if isinstance(page.get("last_id"), str) else None
+            if older or not page.get("has_more") or not after:
+                break
+        return [vid for _, vid in sorted(found)]
 
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
         model = self.model_id(ctx.request)

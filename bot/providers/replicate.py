@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -60,12 +62,15 @@ STATES = {
     "aborted": ProviderState.CANCELED,
 }
 _PERCENT = re.compile(r"(\d{1,3})%")
+FIND_MARGIN_SECONDS = 300.0  # clock skew between us and the provider when matching by time
+FIND_MAX_PAGES = 10  # 1000 predictions back: far more than one submit window holds
 
 
 class ReplicateProvider(VideoProvider):
     """Both model families through Replicate's model-predictions API."""
 
     name = "replicate"
+    can_cancel = True
 
     def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None,
                  base_url: str | None = None) -> None:
@@ -152,8 +157,8 @@ class ReplicateProvider(VideoProvider):
             raise ProviderError(ErrorKind.MODEL_UNAVAILABLE, f"model {model} is not a Replicate model id "
                                 "(expected owner/name)", model=model, provider_code="bad_model_id")
         body: dict[str, Any] = {"input": self.build_input(ctx)}
-        if self.settings.public_base_url:
-            body["webhook"] = f"{self.settings.public_base_url.rstrip('/')}/webhooks/replicate"
+        if (webhook := self._webhook(ctx)) is not None:
+            body["webhook"] = webhook  # carries the request key: `find` recognises the prediction by it
             body["webhook_events_filter"] = ["completed"]
         async with transport_errors("replicate submit"):
             response = await self.client.post(f"{self.base}/v1/models/{owner}/{name}/predictions", json=body,
@@ -164,6 +169,56 @@ class ReplicateProvider(VideoProvider):
         if not data.get("id"):
             raise ProviderError(ErrorKind.TRANSIENT, "replicate submit: no prediction id in the answer")
         return str(data["id"])
+
+    def _webhook(self, ctx: JobContext) -> str | None:
+        if not self.settings.public_base_url:
+            return None
+        url = f"{self.settings.public_base_url.rstrip('/')}/webhooks/replicate"
+        return f"{url}?key={quote(ctx.request_key)}" if ctx.request_key else url
+
+    async def find(self, request_key: str, ctx: JobContext) -> list[str]:
+        """Predictions an earlier submit of this job created: list the account's predictions newest first
+        back to the submit intent (minus a margin for clock skew), keep those of this model whose webhook
+        carries our key or, without one, whose input is exactly what we send. Oldest first."""
+        since = (ctx.submitted_since or 0.0) - FIND_MARGIN_SECONDS
+        model = self.model_id(ctx.request)
+        expected = {k: v for k, v in self.build_input(ctx).items() if k != "openai_api_key"}
+        marker = self._webhook(ctx) if ctx.request_key == request_key else None
+        found: list[tuple[float, str]] = []
+        url: str | None = f"{self.base}/v1/predictions"
+        for _ in range(FIND_MAX_PAGES):
+            if url is None:
+                break
+            page = await self._get_json(url, ctx, "replicate list")
+            items = page.get("results") if isinstance(page.get("results"), list) else []
+            older = False
+            for item in items:
+                if not isinstance(item, dict) or not item.get("id"):
+                    continue
+                created = _timestamp(item.get("created_at"))
+                if created is not None and created < since:
+                    older = True
+                    break
+                if item.get("model") not in (None, model):
+                    continue
+                full = item if "input" in item else await self._get_json(
+                    f"{self.base}/v1/predictions/{item['id']}", ctx, "replicate lookup")
+                given = full.get("input") if isinstance(full.get("input"), dict) else {}
+                given = {k: v for k, v in given.items() if k != "openai_api_key"}
+                webhook = full.get("webhook")
+                keyed = isinstance(webhook, str) and "?key=" in webhook  # a marker decides alone
+                if (webhook == marker) if keyed else given == expected:
+                    found.append((created or 0.0, str(item["id"])))
+            next_url = page.get("next")
+            url = None if older or not isinstance(next_url, str) or not next_url else next_url
+        return [pid for _, pid in sorted(found)]
+
+    async def _get_json(self, url: str, ctx: JobContext, what: str) -> dict[str, Any]:
+        async with transport_errors(what):
+            response = await self.client.get(url, headers=self._headers())
+        if response.status_code >= 400:
+            raise self._error(response, ctx, model=None)
+        return json_object(response, what)
 
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
         async with transport_errors("replicate status"):
@@ -215,6 +270,16 @@ class ReplicateProvider(VideoProvider):
     async def aclose(self) -> None:
         if self._owns_client:
             await self.client.aclose()
+
+
+def _timestamp(value: Any) -> float | None:
+    """Replicate's ISO 8601 times (`2026-11-27T17:00:00.123Z`) as unix seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _progress_from_logs(logs: Any) -> int | None:

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from bot.config import Settings
+from bot.faults import crash_point
 from bot.providers.base import (
     ErrorKind,
     JobContext,
@@ -78,6 +79,7 @@ class SimulatedProvider(VideoProvider):
     """Renders with PyAV after a wait drawn from the model's typical range × SIMULATED_SPEED."""
 
     name = "simulated"
+    can_cancel = True
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
                  work_dir: Path | None = None) -> None:
@@ -117,7 +119,9 @@ class SimulatedProvider(VideoProvider):
             "fail": failure,
             "reference": await asyncio.to_thread(self._keep_reference, task_id, request.reference_image),
             "canceled": False,
+            "request_key": ctx.request_key,
         })
+        crash_point("provider_accepted")  # the task exists, the bot has not read the answer yet
         return task_id
 
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
@@ -154,6 +158,19 @@ class SimulatedProvider(VideoProvider):
             raise ProviderError(ErrorKind.INVALID_REQUEST, "the provider's output expired before download",
                                 provider_code="output_expired")
         return await asyncio.to_thread(_copy_capped, source, dest, max_bytes)
+
+    async def find(self, request_key: str, ctx: JobContext) -> list[str]:
+        """Tasks of this job whose stored key matches, oldest first (task ids start with the job id)."""
+        found: list[tuple[float, str]] = []
+        for path in self.work_dir.glob(f"sim-{ctx.job_id}-*.json"):
+            task_id = path.stem
+            try:
+                task = self._load(task_id)
+            except (ProviderError, ValueError):
+                continue
+            if task.get("request_key") == request_key:
+                found.append((float(task["submitted_at"]), task_id))
+        return [task_id for _, task_id in sorted(found)]
 
     async def cancel(self, provider_job_id: str, ctx: JobContext) -> bool:
         try:

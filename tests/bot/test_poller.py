@@ -34,6 +34,11 @@ class ScriptedProvider(VideoProvider):
         self.fetch_error: ProviderError | None = None
         self.calls: list[str] = []
         self.contexts: list[JobContext] = []
+        self.created: list[tuple[str | None, str]] = []
+        self.canceled: list[str] = []
+        self.can_cancel = True
+        self.gate: asyncio.Event | None = None
+        self.lose_answers = 0
 
     def expected_seconds(self, request):  # type: ignore[no-untyped-def]
         return (100.0, 200.0)
@@ -41,9 +46,24 @@ class ScriptedProvider(VideoProvider):
     async def submit(self, ctx: JobContext) -> str:
         self.calls.append("submit")
         self.contexts.append(ctx)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.submit_errors:
             raise self.submit_errors.pop(0)
-        return f"task-{ctx.job_id}"
+        task = f"task-{ctx.job_id}" + (f"-{len(self.created)}" if self.created else "")
+        self.created.append((ctx.request_key, task))  # the provider has it, whatever the answer does
+        if self.lose_answers:
+            self.lose_answers -= 1
+            raise ProviderError(ErrorKind.TRANSIENT, "read timeout")
+        return task
+
+    async def find(self, request_key: str, ctx: JobContext) -> list[str]:
+        self.calls.append("find")
+        return [task for key, task in self.created if key == request_key]
+
+    async def cancel(self, provider_job_id: str, ctx: JobContext) -> bool:
+        self.canceled.append(provider_job_id)
+        return self.can_cancel
 
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
         self.calls.append("status")
@@ -157,7 +177,7 @@ async def test_rate_limit_on_submit_waits_the_hinted_time(store: Store, parts) -
     provider.submit_errors = [ProviderError(ErrorKind.RATE_LIMITED, "slow down", retry_after=42.0)]
     await step(poller, clock)
     job = await store.jobs.get(job_id)
-    assert job.state is JobState.ACCEPTED and job.attempts == 1 and job.next_run_at == clock.now + 42.0
+    assert job.state is JobState.SUBMITTING and job.attempts == 1 and job.next_run_at == clock.now + 42.0
     clock.now += 42.0
     await step(poller, clock)
     assert (await store.jobs.get(job_id)).state is JobState.SUBMITTED
@@ -357,3 +377,56 @@ async def test_job_steps_back_off_during_a_command_burst(store: Store, parts) ->
     for p in (quiet_poller, one_command):
         await asyncio.gather(*p._running, return_exceptions=True)
         await p._http.aclose()
+
+
+async def test_lost_create_answer_is_found_not_submitted_again(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    """The provider made the task but the answer was lost: the retry looks it up by the request key."""
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    provider.lose_answers = 1
+    await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.SUBMITTING and job.request_key and str(job_id) != job.request_key
+    assert provider.contexts[0].request_key == job.request_key
+    clock.now = job.next_run_at
+    await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.SUBMITTED and job.provider_job_id == f"task-{job_id}"
+    assert provider.calls == ["submit", "find"]  # found, never submitted twice
+
+
+async def test_duplicates_found_are_canceled_and_one_is_kept(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    job = await store.jobs.update(job_id, state=JobState.SUBMITTING, request_key="j1-old", submitted_at=clock.now)
+    provider.created = [("j1-old", "first"), ("j1-old", "second"), ("another-install", "theirs")]
+    await step(poller, clock)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.SUBMITTED and job.provider_job_id == "first"
+    assert provider.canceled == ["second"] and "submit" not in provider.calls
+
+
+async def test_nothing_found_submits_with_the_same_key(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    await store.jobs.update(job_id, state=JobState.SUBMITTING, request_key="j1-kept", submitted_at=clock.now)
+    await step(poller, clock)
+    assert provider.calls == ["find", "submit"] and provider.contexts[0].request_key == "j1-kept"
+    assert (await store.jobs.get(job_id)).state is JobState.SUBMITTED
+
+
+async def test_cancel_during_submission_stops_the_task_once_its_id_is_known(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    provider.gate = asyncio.Event()
+    [job] = await store.jobs.claim_due("w1", lease_seconds=300, now=clock.now)
+    running = asyncio.create_task(poller.advance(job))
+    while not provider.contexts:
+        await asyncio.sleep(0.01)
+    canceled = await store.jobs.update(job_id, state=JobState.CANCELED, error_code="canceled", now=clock.now)
+    assert canceled.state is JobState.CANCELED
+    provider.gate.set()
+    await running
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.CANCELED and job.provider_job_id == f"task-{job_id}"
+    assert provider.canceled == [f"task-{job_id}"]

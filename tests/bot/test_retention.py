@@ -15,6 +15,7 @@ async def finished_job(store: Store, tmp_path: Path, state: JobState, finished_a
                                             price=1)], now=finished_at)
     path = tmp_path / f"job{job.id}.mp4"
     path.write_bytes(b"video")
+    await store.jobs.update(job.id, state=JobState.SUBMITTING, now=finished_at)
     await store.jobs.update(job.id, state=JobState.SUBMITTED, now=finished_at)
     await store.jobs.update(job.id, state=JobState.DOWNLOADED, result_path=str(path), now=finished_at)
     await store.jobs.update(job.id, state=state, now=finished_at)

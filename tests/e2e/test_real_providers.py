@@ -79,7 +79,8 @@ async def test_retired_model_is_refunded_with_a_message_for_the_operator(
 
 
 async def test_rate_limited_then_succeeds(server: LoopbackDiscord, fake: FakeProviders, tmp_path: Path) -> None:
-    fake.fail(r"/predictions$", status=429, times=2, body={"detail": "throttled"}, headers={"Retry-After": "0"})
+    fake.fail(r"/predictions$", status=429, times=2, body={"detail": "throttled"}, headers={"Retry-After": "0"},
+              method="POST")
     harness = await start_bot(server, fake, tmp_path, kling_provider="replicate")
     try:
         await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="Patient.")

@@ -30,11 +30,12 @@ async def test_every_transition_follows_the_table(store: Store, source: JobState
     """Walk a job to `source` along legal steps, then check `target` is allowed exactly per the table."""
     path = {
         JobState.ACCEPTED: [],
-        JobState.SUBMITTED: [JobState.SUBMITTED],
-        JobState.RUNNING: [JobState.SUBMITTED, JobState.RUNNING],
-        JobState.DOWNLOADED: [JobState.SUBMITTED, JobState.DOWNLOADED],
-        JobState.DELIVERED: [JobState.SUBMITTED, JobState.DOWNLOADED, JobState.DELIVERED],
-        JobState.UNDELIVERED: [JobState.SUBMITTED, JobState.DOWNLOADED, JobState.UNDELIVERED],
+        JobState.SUBMITTING: [JobState.SUBMITTING],
+        JobState.SUBMITTED: [JobState.SUBMITTING, JobState.SUBMITTED],
+        JobState.RUNNING: [JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING],
+        JobState.DOWNLOADED: [JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADED],
+        JobState.DELIVERED: [JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADED, JobState.DELIVERED],
+        JobState.UNDELIVERED: [JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADED, JobState.UNDELIVERED],
         JobState.FAILED: [JobState.FAILED],
         JobState.CANCELED: [JobState.CANCELED],
     }[source]
@@ -70,7 +71,8 @@ async def test_crashed_workers_lease_is_taken_over(store: Store) -> None:
     [taken] = await store.jobs.claim_due("alive", lease_seconds=30, now=NOW + 31)
     assert taken.id == mine.id == job.id and taken.lease_owner == "alive"
     with pytest.raises(LeaseLost):
-        await store.jobs.update(job.id, owner="dead", state=JobState.SUBMITTED, now=NOW + 32)
+        await store.jobs.update(job.id, owner="dead", state=JobState.SUBMITTING, now=NOW + 32)
+    await store.jobs.update(job.id, owner="alive", state=JobState.SUBMITTING, request_key="k", now=NOW + 32)
     updated = await store.jobs.update(job.id, owner="alive", state=JobState.SUBMITTED, provider_job_id="p",
                                       next_run_at=NOW + 90, release=True, now=NOW + 32)
     assert updated.lease_owner is None and updated.provider_job_id == "p"

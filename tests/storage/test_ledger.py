@@ -85,6 +85,7 @@ async def test_failed_job_is_refunded_exactly_once(store: Store) -> None:
 
 async def test_download_captures_and_never_refunds_afterwards(store: Store) -> None:
     [job] = await store.jobs.create([new_job(1, 50)], now=DAY1)
+    await store.jobs.update(job.id, state=JobState.SUBMITTING, now=DAY1)
     await store.jobs.update(job.id, state=JobState.SUBMITTED, provider_job_id="p1", now=DAY1)
     await store.jobs.update(job.id, state=JobState.DOWNLOADED, result_path="/x.mp4", now=DAY1)
     with pytest.raises(Exception, match="not allowed"):

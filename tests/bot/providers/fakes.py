@@ -11,7 +11,14 @@ the wrong type fails a test instead of passing silently.
 
 Misbehaviour on demand (`fail`): a status with a body and headers (429 + Retry-After, 5xx bursts
 via `times`, provider error codes), a hung connection (`hang` > the client timeout), a garbage
-non-JSON body, or a connection reset. Prompts steer outcomes: "flagged" fails moderation,
+non-JSON body, or a connection reset. With `after=True` the request is first really handled (a
+create makes its task) and only then is the answer held, replaced or the connection reset: the
+provider accepted the job but the bot never read the answer.
+
+Recovery endpoints, as the real services have them: Replicate's `GET /v1/predictions` (newest
+first, pages with a `next` cursor, items without `input`; `GET /v1/predictions/{id}` has it),
+OpenAI's `GET /videos` (newest first, `limit`/`after`/`has_more`), Kling's query by
+`external_task_id`. Prompts steer outcomes: "flagged" fails moderation,
 "weird-status" reports an unknown status, "no-output" succeeds without a URL, "expire" makes the
 output URL 404. `/files/big.mp4?bytes=N` streams N bytes in chunks (no Content-Length unless
 `declare=1`).
@@ -114,6 +121,7 @@ class Fault:
     garbage: bool = False
     reset: bool = False
     method: str | None = None
+    after: bool = False
 
 
 def image_size(data: bytes) -> tuple[int, int]:
@@ -133,6 +141,7 @@ class FakeProviders:
         self.kling_live_models = {"kling-v2-master", "kling-v1-6", "kling-v2-5-turbo", "kling-v2-6", "kling-v3"}
         self.steps = 2  # status polls before a task finishes
         self.openai_poll_after_ms = 100  # the hint header on OpenAI video polls (small: e2e runs on a fast clock)
+        self.page_size = 100  # list endpoints' page size (a test makes it small to exercise paging)
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._ids = 0
@@ -145,9 +154,11 @@ class FakeProviders:
         app = web.Application(middlewares=[self._middleware], client_max_size=50 * 1024 * 1024)
         r = app.router
         r.add_post("/replicate/v1/models/{owner}/{name}/predictions", self.replicate_create)
+        r.add_get("/replicate/v1/predictions", self.replicate_list)
         r.add_get("/replicate/v1/predictions/{id}", self.replicate_get)
         r.add_post("/replicate/v1/predictions/{id}/cancel", self.replicate_cancel)
         r.add_post("/openai/v1/videos", self.openai_create)
+        r.add_get("/openai/v1/videos", self.openai_list)
         r.add_get("/openai/v1/videos/{id}", self.openai_get)
         r.add_get("/openai/v1/videos/{id}/content", self.openai_content)
         r.add_delete("/openai/v1/videos/{id}", self.openai_delete)
@@ -167,9 +178,14 @@ class FakeProviders:
 
     def fail(self, path: str, *, times: int = 1, status: int = 500, body: Any = None,
              headers: dict[str, str] | None = None, hang: float = 0.0, garbage: bool = False,
-             reset: bool = False, method: str | None = None) -> None:
-        """Make the next `times` requests whose path matches `path` (a regex) misbehave."""
-        self.faults.append(Fault(re.compile(path), times, status, body, headers or {}, hang, garbage, reset, method))
+             reset: bool = False, method: str | None = None, after: bool = False) -> None:
+        """Make the next `times` requests whose path matches `path` (a regex) misbehave (`after`: once handled)."""
+        self.faults.append(Fault(re.compile(path), times, status, body, headers or {}, hang, garbage, reset, method,
+                                 after))
+
+    def live_tasks(self, kind: str | None = None) -> list[str]:
+        """Task ids not canceled (a duplicate render costs money only while it runs)."""
+        return [tid for tid, t in self.tasks.items() if not t.get("canceled") and kind in (None, t["kind"])]
 
     def requests_to(self, pattern: str, method: str | None = None) -> list[Seen]:
         return [s for s in self.seen if re.search(pattern, s.path) and (method is None or s.method == method)]
@@ -191,21 +207,30 @@ class FakeProviders:
                     seen.form[part.name] = data.decode()  # type: ignore[union-attr]
         self.seen.append(seen)
         request[SEEN] = seen
+        held = None
         for fault in self.faults:
             if fault.times > 0 and fault.pattern.search(request.path) and fault.method in (None, request.method):
                 fault.times -= 1
-                if fault.hang:
-                    await asyncio.sleep(fault.hang)
-                if fault.reset:
-                    if request.transport is not None:
-                        request.transport.abort()
-                    raise web.HTTPInternalServerError  # never reaches the client: the socket is gone
-                if fault.garbage:
-                    return web.Response(text="<html>502 Bad Gateway</html>", status=fault.status,
-                                        content_type="text/html")
-                return web.json_response(fault.body if fault.body is not None else {"detail": "fault"},
-                                         status=fault.status, headers=fault.headers)
-        return await handler(request)
+                if fault.after:
+                    held = fault
+                    break
+                return await self._misbehave(request, fault)
+        answer = await handler(request)
+        if held is not None:
+            return await self._misbehave(request, held)
+        return answer
+
+    async def _misbehave(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        if fault.hang:
+            await asyncio.sleep(fault.hang)
+        if fault.reset:
+            if request.transport is not None:
+                request.transport.abort()
+            raise web.HTTPInternalServerError  # never reaches the client: the socket is gone
+        if fault.garbage:
+            return web.Response(text="<html>502 Bad Gateway</html>", status=fault.status, content_type="text/html")
+        return web.json_response(fault.body if fault.body is not None else {"detail": "fault"},
+                                 status=fault.status, headers=fault.headers)
 
     def _new_id(self, prefix: str) -> str:
         self._ids += 1
@@ -295,15 +320,34 @@ class FakeProviders:
             return web.json_response({"detail": problem}, status=422)
         pid = self._new_id("rp")
         self.tasks[pid] = {"kind": "replicate", "model": model, "prompt": body["input"]["prompt"], "polls": 0,
-                           "canceled": False, "status": "starting", "output": None, "error": None}
+                           "canceled": False, "status": "starting", "output": None, "error": None,
+                           "input": body["input"], "webhook": body.get("webhook"), "created": time.time()}
         return web.json_response(self._prediction(pid), status=201)
 
-    def _prediction(self, pid: str) -> dict[str, Any]:
+    def _prediction(self, pid: str, *, full: bool = True) -> dict[str, Any]:
         task = self.tasks[pid]
-        return {"id": pid, "model": task["model"], "status": task["status"], "output": task["output"],
-                "error": task["error"], "logs": f"frame {task['polls']}/3 {min(99, task['polls'] * 40)}%|",
-                "urls": {"get": f"{self.base}/replicate/v1/predictions/{pid}",
-                         "cancel": f"{self.base}/replicate/v1/predictions/{pid}/cancel"}}
+        created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(task["created"])) + \
+            f".{int(task['created'] % 1 * 1e6):06d}Z"
+        item = {"id": pid, "model": task["model"], "status": task["status"], "created_at": created,
+                "source": "api", "urls": {"get": f"{self.base}/replicate/v1/predictions/{pid}",
+                                          "cancel": f"{self.base}/replicate/v1/predictions/{pid}/cancel"}}
+        if full:
+            item.update({"input": task["input"], "webhook": task["webhook"], "output": task["output"],
+                         "error": task["error"], "logs": f"frame {task['polls']}/3 {min(99, task['polls'] * 40)}%|"})
+        return item
+
+    async def replicate_list(self, request: web.Request) -> web.Response:
+        """Newest first, `page_size` a page, a `next` cursor; items without `input` (as is not confirmed)."""
+        if (denied := self._replicate_auth(request)) is not None:
+            return denied
+        ids = sorted((tid for tid, t in self.tasks.items() if t["kind"] == "replicate"),
+                     key=lambda tid: self.tasks[tid]["created"], reverse=True)
+        start = int(request.query.get("cursor", "0"))
+        page = ids[start:start + self.page_size]
+        more = start + self.page_size < len(ids)
+        next_url = f"{self.base}/replicate/v1/predictions?cursor={start + self.page_size}" if more else None
+        return web.json_response({"next": next_url, "previous": None,
+                                  "results": [self._prediction(pid, full=False) for pid in page]})
 
     async def replicate_get(self, request: web.Request) -> web.Response:
         if (denied := self._replicate_auth(request)) is not None:
@@ -389,15 +433,29 @@ class FakeProviders:
         vid = self._new_id("video_")
         self.tasks[vid] = {"kind": "openai", "prompt": fields["prompt"], "polls": 0, "model": fields["model"],
                            "seconds": fields["seconds"], "size": fields["size"], "status": "queued", "progress": 0,
-                           "error": None}
+                           "error": None, "created": time.time()}
         return web.json_response(self._video(vid))
 
     def _video(self, vid: str) -> dict[str, Any]:
         task = self.tasks[vid]
         return {"id": vid, "object": "video", "model": task["model"], "status": task["status"],
-                "progress": task["progress"], "created_at": int(time.time()), "completed_at": None,
+                "progress": task["progress"], "created_at": int(task["created"]), "completed_at": None,
                 "expires_at": None, "prompt": task["prompt"], "size": task["size"], "seconds": task["seconds"],
                 "error": task["error"], "remixed_from_video_id": None}
+
+    async def openai_list(self, request: web.Request) -> web.Response:
+        """`GET /videos`: newest first (or `order=asc`), `limit` ≤ 100, `after` = the last id of the previous page."""
+        if (denied := self._openai_auth(request)) is not None:
+            return denied
+        limit = min(int(request.query.get("limit", "20")), 100, self.page_size)
+        ids = sorted((tid for tid, t in self.tasks.items() if t["kind"] == "openai"),
+                     key=lambda tid: (self.tasks[tid]["created"], tid), reverse=request.query.get("order") != "asc")
+        after = request.query.get("after")
+        start = ids.index(after) + 1 if after in ids else 0
+        page = ids[start:start + limit]
+        return web.json_response({"object": "list", "data": [self._video(vid) for vid in page],
+                                  "first_id": page[0] if page else None, "last_id": page[-1] if page else None,
+                                  "has_more": start + limit < len(ids)})
 
     async def openai_get(self, request: web.Request) -> web.Response:
         if (denied := self._openai_auth(request)) is not None:
@@ -503,7 +561,8 @@ class FakeProviders:
         if external and any(t.get("external") == external for t in self.tasks.values()):
             return self._kling(None, code=1201, message="external_task_id already exists", status=400)
         task_id = self._new_id("kt")
-        self.tasks[task_id] = {"kind": kind, "prompt": body["prompt"], "polls": 0, "external": external}
+        self.tasks[task_id] = {"kind": kind, "prompt": body["prompt"], "polls": 0, "external": external,
+                               "created": time.time()}
         return self._kling({"task_id": task_id, "task_status": "submitted", "created_at": 0, "updated_at": 0})
 
     async def kling_get(self, request: web.Request) -> web.Response:

@@ -38,7 +38,8 @@ async def provider(provider_settings: Settings) -> AsyncIterator[KlingProvider]:
 
 
 def kling_ctx(prompt: str = "ok", job_id: int = 1, **options: object) -> JobContext:
-    return JobContext(job_id=job_id, request=parse_request("kling", prompt=prompt, **options))
+    return JobContext(job_id=job_id, request=parse_request("kling", prompt=prompt, **options),
+                      request_key=f"j{job_id}-feedface")
 
 
 def decode(token: str, secret: str = KLING_SECRET) -> tuple[dict, dict]:
@@ -58,14 +59,14 @@ async def test_text2video_body_types_and_jwt(fake: FakeProviders, provider_setti
     clock = Clock()
     adapter = KlingProvider(provider_settings, clock=clock)
     request = parse_request("kling", prompt="A fox", duration=10, aspect_ratio="1:1", negative_prompt="blur")
-    task = await adapter.submit(JobContext(job_id=42, request=request))
+    task = await adapter.submit(JobContext(job_id=42, request=request, request_key="j42-0123abcd"))
     await adapter.aclose()
     assert task.startswith("text2video:")
     [seen] = fake.requests_to(r"/v1/videos/text2video$", "POST")
     assert seen.path == "/kling/v1/videos/text2video"
     body = seen.json
     assert body == {"model_name": "kling-v2-master", "prompt": "A fox", "negative_prompt": "blur", "mode": "std",
-                    "aspect_ratio": "1:1", "duration": "10", "external_task_id": "42"}
+                    "aspect_ratio": "1:1", "duration": "10", "external_task_id": "j42-0123abcd"}
     assert type(body["duration"]) is str and type(body["external_task_id"]) is str
     assert "cfg_scale" not in body and not adapter.cfg_applied(request)  # v2.x official models don't take it
     header, claims = decode(bearer(seen.headers))
@@ -145,8 +146,31 @@ async def test_retried_submit_finds_the_existing_task(provider: KlingProvider, f
     first = await provider.submit(ctx)
     again = await provider.submit(ctx)  # e.g. after a crash before the task id was stored
     assert first == again
-    assert len([t for t in fake.tasks.values() if t.get("external") == "7"]) == 1
-    assert fake.requests_to(r"/v1/videos/text2video/7$", "GET")
+    assert len([t for t in fake.tasks.values() if t.get("external") == "j7-feedface"]) == 1
+    assert fake.requests_to(r"/v1/videos/text2video/j7-feedface$", "GET")
+
+
+async def test_find_by_request_key_never_by_bare_job_id(provider: KlingProvider, fake: FakeProviders,
+                                                        reference: Path) -> None:
+    """After a database reset job 7 of a new install has another key: it must not adopt the old task."""
+    old_install = await provider.submit(kling_ctx("old user's video", job_id=7))
+    assert await provider.find("j7-feedface", kling_ctx(job_id=7)) == [old_install]
+    assert await provider.find("j7-newinstall", kling_ctx(job_id=7)) == []
+    assert await provider.find("7", kling_ctx(job_id=7)) == []
+    image_ctx = JobContext(job_id=8, request=parse_request("kling", prompt="x", reference_image=str(reference)),
+                           request_key="j8-feedface")
+    task = await provider.submit(image_ctx)
+    assert task.startswith("image2video:") and await provider.find("j8-feedface", image_ctx) == [task]
+    assert [t["polls"] for t in fake.tasks.values()] == [0, 0]  # lookups are not status polls
+
+
+async def test_find_when_the_answer_to_the_create_was_lost(provider: KlingProvider, fake: FakeProviders) -> None:
+    fake.fail(r"/v1/videos/text2video$", after=True, reset=True)  # Kling made the task; we never read the id
+    ctx = kling_ctx("lost answer", job_id=9)
+    with pytest.raises(ProviderError):
+        await provider.submit(ctx)
+    [task_id] = fake.tasks
+    assert await provider.find("j9-feedface", ctx) == [f"text2video:{task_id}"]
 
 
 async def test_other_1201_errors_are_not_duplicates(provider: KlingProvider, fake: FakeProviders) -> None:

@@ -322,3 +322,23 @@ async def test_verify_key(provider: OpenAIVideosProvider, fake: FakeProviders) -
     with pytest.raises(ProviderError) as raised:
         await provider.verify_key(SecretStr("sk-good-123456789"))
     assert raised.value.kind is ErrorKind.TRANSIENT and "sk-good" not in str(raised.value)
+
+
+async def test_find_matches_prompt_model_size_and_seconds(provider: OpenAIVideosProvider,
+                                                          fake: FakeProviders) -> None:
+    fake.page_size = 2
+    since = time.time()
+    ctx = JobContext(job_id=1, request=parse_request("sora", prompt="a calm lake", duration=8), request_key="j1-k",
+                     submitted_since=since)
+    fake.fail(r"/videos$", after=True, hang=5.0, method="POST")  # accepted; the answer never comes in time
+    with pytest.raises(ProviderError):
+        await provider.submit(ctx)
+    [mine] = fake.tasks
+    await provider.submit(sora_ctx("a calm lake", duration=4))  # same prompt, other length: not ours
+    await provider.submit(sora_ctx("something else", duration=8))
+    await provider.submit(sora_ctx("and more", duration=8))
+    assert await provider.find("j1-k", ctx) == [mine]
+    assert fake.requests_to(r"/videos\?.*after=", "GET")  # paged back to it
+    assert not provider.can_cancel
+    late = JobContext(job_id=1, request=ctx.request, request_key="j1-k", submitted_since=time.time() + 3600)
+    assert await provider.find("j1-k", late) == []

@@ -321,3 +321,44 @@ async def test_injected_client_is_left_open(provider_settings: Settings) -> None
         assert adapter.base == "http://127.0.0.1:1"
         await adapter.aclose()
         assert not client.is_closed
+
+
+async def test_find_matches_input_across_pages_and_ignores_others(provider: ReplicateProvider,
+                                                                 fake: FakeProviders) -> None:
+    """The list has no inputs: candidates in the window are read one by one and matched exactly."""
+    fake.page_size = 2
+    since = time.time()
+    ctx = JobContext(job_id=3, request=parse_request("kling", prompt="the one"), request_key="j3-k",
+                     submitted_since=since)
+    fake.fail(r"/predictions$", after=True, status=503, method="POST")  # created, answer lost
+    with pytest.raises(ProviderError):
+        await provider.submit(ctx)
+    mine = next(iter(fake.tasks))
+    for n in range(3):  # later predictions of other jobs push ours to the second page
+        await provider.submit(kling_ctx(f"another {n}", job_id=10 + n))
+    assert await provider.find("j3-k", ctx) == [mine]
+    assert fake.requests_to(r"/predictions\?cursor=2$", "GET")  # it really paged
+    other = JobContext(job_id=4, request=parse_request("kling", prompt="never sent"), request_key="j4-k",
+                       submitted_since=since)
+    assert await provider.find("j4-k", other) == []
+    # Outside the window (submitted long after those predictions) nothing old is adopted.
+    late = JobContext(job_id=3, request=ctx.request, request_key="j3-k", submitted_since=time.time() + 3600)
+    assert await provider.find("j3-k", late) == []
+
+
+async def test_find_by_webhook_marker_and_cancel(fake: FakeProviders, provider_settings: Settings) -> None:
+    settings = provider_settings.model_copy(update={"public_base_url": "https://bot.example"})
+    adapter = ReplicateProvider(settings)
+    try:
+        ctx = JobContext(job_id=5, request=parse_request("kling", prompt="same words"), request_key="j5-abc",
+                         submitted_since=time.time())
+        twin = JobContext(job_id=6, request=ctx.request, request_key="j6-def", submitted_since=time.time())
+        first = await adapter.submit(ctx)
+        second = await adapter.submit(ctx)  # a duplicate slipped through
+        await adapter.submit(twin)  # same input, another job: its webhook marker differs
+        assert fake.tasks[first]["webhook"] == "https://bot.example/webhooks/replicate?key=j5-abc"
+        assert await adapter.find("j5-abc", ctx) == [first, second]
+        assert adapter.can_cancel and await adapter.cancel(second, ctx)
+        assert fake.tasks[second]["canceled"]
+    finally:
+        await adapter.aclose()

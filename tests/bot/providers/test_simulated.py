@@ -415,3 +415,14 @@ async def test_task_files_are_small_json(provider: SimulatedProvider) -> None:
     assert stored["job_id"] == 23 and stored["ready_at"] > stored["submitted_at"]
     request: AnyRequest = parse_request("sora", prompt="a detailed prompt " * 50)
     assert json.loads(stored["request"])["prompt"] == request.prompt
+
+
+async def test_find_by_request_key(provider: SimulatedProvider) -> None:
+    ctx = JobContext(job_id=4, request=parse_request("kling", prompt="x"), request_key="j4-aa")
+    first = await provider.submit(ctx)
+    second = await provider.submit(ctx)
+    other = await provider.submit(JobContext(job_id=4, request=ctx.request, request_key="j4-bb"))
+    found = await provider.find("j4-aa", ctx)
+    assert set(found) == {first, second} and other not in found
+    assert await provider.find("j4-zz", ctx) == []
+    assert provider.can_cancel
