@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 TOKEN_MARGIN = 60.0  # don't start a followup or edit in the token's last minute
 PROGRESS_EVERY = 10.0
+ACK_WAIT = 10.0  # how long a worker waits for a new job's answer to be recorded before skipping its webhook
 
 
 @dataclass
@@ -81,7 +82,8 @@ class Delivery:
     # -- helpers -------------------------------------------------------------------------------
 
     def token_alive(self, job: Job) -> bool:
-        return bool(job.interaction_token and job.token_expires_at
+        """The interaction's webhook may be used: its answer is recorded (`acked_at`) and the token lives."""
+        return bool(job.interaction_token and job.token_expires_at and job.acked_at is not None
                     and job.token_expires_at - self.clock() > TOKEN_MARGIN)
 
     def _webhook(self, job: Job) -> discord.Webhook | None:
@@ -149,11 +151,17 @@ class Delivery:
 
     # -- the route walk --------------------------------------------------------------------------
 
+    def awaiting_ack(self, job: Job) -> bool:
+        """The command's answer may still be on its way (the gateway records it right after sending)."""
+        return bool(job.interaction_token and job.acked_at is None and self.clock() - job.created_at < ACK_WAIT)
+
     async def _send(self, job: Job, post: Post, *, nonce: str | None) -> Delivered:
         """Try each route in order; raise DeliveryRetry when Discord itself is struggling."""
         routes: list[str] = []
         if job.channel_id and (job.guild_installed or job.is_dm):
             routes.append("channel")
+        elif self.awaiting_ack(job):  # the follow-up route opens only once the answer is recorded
+            raise DeliveryRetry("waiting for the command's answer to be recorded", retry_after=1.0)
         if self.token_alive(job):
             routes.append("followup")
         routes.append("dm")

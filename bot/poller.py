@@ -149,6 +149,7 @@ class Poller:
         self._commands_until = 0.0
         self._recent_commands: deque[float] = deque(maxlen=COMMAND_BURST)
         self._running: set[asyncio.Task[None]] = set()
+        self._active: set[int] = set()  # job ids this process is running a step of (never claimed again)
         self._loop_task: asyncio.Task[None] | None = None
         self.iterations = 0
 
@@ -213,7 +214,8 @@ class Poller:
             return
         if free > 0:
             jobs = await self.store.jobs.claim_due(self.owner, lease_seconds=self.settings.lease_seconds,
-                                                   limit=min(free, allowed), now=self.clock())
+                                                   limit=min(free, allowed), now=self.clock(),
+                                                   exclude=sorted(self._active))
             self._budget.spend(len(jobs))
             self._busy_budget.spend(len(jobs))
             for job in jobs:
@@ -241,15 +243,41 @@ class Poller:
     async def _guarded(self, job: Job) -> None:
         logcontext.bind(job_id=job.id, user_id=job.user_id, interaction_id=job.interaction_id, guild_id=job.guild_id)
         async with self._slots:
+            self._active.add(job.id)
+            step = asyncio.create_task(self.advance(job), name=f"job-{job.id}-step")
+            beat = asyncio.create_task(self._heartbeat(job.id, step), name=f"job-{job.id}-lease")
             try:
-                await self.advance(job)
+                await step
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # we are being stopped
+                log.warning("job %s: lease lost to another worker; step aborted", job.id)
             except (LeaseLost, IllegalTransition, JobNotFound) as error:
                 log.info("job %s changed under us (%s); dropping this step", job.id, error)
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("job %s: unexpected error; will retry", job.id)
                 await self._retry_later(job, ProviderError(ErrorKind.TRANSIENT, "internal error"), code="internal")
+            finally:
+                beat.cancel()
+                self._active.discard(job.id)
+
+    async def _heartbeat(self, job_id: int, step: asyncio.Task[None]) -> None:
+        """Renew the lease every lease/3 while the step runs; abort the step if another worker took it."""
+        every = self.settings.lease_seconds / 3
+        while not step.done():
+            await asyncio.sleep(every)
+            try:
+                held = await self.store.jobs.renew_lease(job_id, self.owner, lease_seconds=self.settings.lease_seconds,
+                                                         now=self.clock())
+            except Exception:
+                log.warning("job %s: lease renewal failed; trying again", job_id, exc_info=True)
+                continue
+            if held == "lost":
+                step.cancel()
+                return
+            if held == "released":  # the step gave it back (or a cancel ended the job): nothing to renew
+                return
 
     # -- one step of one job --------------------------------------------------------------------
 
@@ -508,6 +536,7 @@ class Poller:
             log.info("job %s ended during its download; the file was removed", job_id)
 
     async def _deliver(self, job: Job) -> None:
+        await self._hold(job)
         try:
             outcome = await self.notifier.deliver(job)
         except DeliveryRetry as retry:

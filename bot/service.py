@@ -109,6 +109,14 @@ class VideoService:
         self.poller.wake()
         return Created(jobs=jobs, balance=balance)
 
+    async def acknowledged(self, jobs: list[Job], message_id: int | None = None) -> None:
+        """The command's answer went out: from now on workers may edit it and send follow-ups.
+
+        Discord refuses a webhook used before the interaction was acknowledged, and in the
+        gateway/worker split a worker can reach a new job before the gateway has answered.
+        """
+        await self.store.jobs.acknowledge([job.id for job in jobs], message_id=message_id)
+
     async def cancel(self, job: Job) -> tuple[Job, bool]:
         """Cancel an active job (refunds); returns the job and whether the provider stopped too."""
         job = await self.store.jobs.update(job.id, state=JobState.CANCELED, error_code="canceled",

@@ -163,8 +163,9 @@ class Video(commands.Cog):
             view = discord.ui.View(timeout=None)
             for job in created.jobs:
                 view.add_item(ui.JobButton(job.id, "cancel"))
-        # Later edits address this answer as @original, so nothing more is written on the hot path.
+        # Later edits address this answer as @original; workers wait for this record before touching it.
         await interaction.response.send_message(embeds=embeds, view=view, allowed_mentions=ui.NO_MENTIONS)
+        await self.bot.service.acknowledged(created.jobs)
         try:
             await interaction.followup.send(
                 ui.charge_words(created.jobs, created.balance, for_someone_else=for_someone_else),

@@ -430,3 +430,44 @@ async def test_cancel_during_submission_stops_the_task_once_its_id_is_known(stor
     job = await store.jobs.get(job_id)
     assert job.state is JobState.CANCELED and job.provider_job_id == f"task-{job_id}"
     assert provider.canceled == [f"task-{job_id}"]
+
+
+class SlowNotifier(RecordingNotifier):
+    """A delivery that takes longer than the lease (a large upload, Discord rate-limit waits)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def deliver(self, job):  # type: ignore[no-untyped-def]
+        self.delivered.append(job.id)
+        await asyncio.sleep(self.seconds)
+        return Delivered(1000 + job.id, 5)
+
+
+async def test_a_step_outlasting_a_2s_lease_runs_once(store: Store, tmp_path: Path) -> None:
+    """The heartbeat keeps the lease: neither this worker nor another claims the running job again."""
+    settings = Settings(video_dir=tmp_path / "videos", poll_time_scale=0.0001, lease_seconds=2.0,
+                        database_path=tmp_path / "db.sqlite3")
+    provider = ScriptedProvider()
+    provider.statuses = [StatusResult(ProviderState.SUCCEEDED, result_url="https://cdn.example/v.mp4")]
+    registry = ProviderRegistry(settings, instances={"scripted": provider})
+    notifier = SlowNotifier(5.0)
+    workers = [Poller(store, registry, settings, notifier=notifier, secrets=SecretBox("k"), owner=name)
+               for name in ("w1", "w2")]
+    request = parse_request("kling", prompt="a fox")
+    [job] = await store.jobs.create([NewJob(user_id=1, model="kling", provider="scripted",
+                                            request_json=request.model_dump_json(), price=10)])
+    for worker in workers:
+        worker.start()
+    try:
+        async with asyncio.timeout(30):
+            while (current := await store.jobs.get(job.id)).state is not JobState.DELIVERED:  # type: ignore[union-attr]
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # a second run would have started long before this
+    finally:
+        for worker in workers:
+            await worker.stop()
+    assert notifier.delivered == [job.id]
+    assert provider.calls.count("submit") == 1 and provider.calls.count("fetch") == 1
+    assert current.delivered_message_id == 1000 + job.id
