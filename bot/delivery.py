@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -155,18 +155,25 @@ class Delivery:
         """The command's answer may still be on its way (the gateway records it right after sending)."""
         return bool(job.interaction_token and job.acked_at is None and self.clock() - job.created_at < ACK_WAIT)
 
-    async def _send(self, job: Job, post: Post, *, nonce: str | None) -> Delivered:
-        """Try each route in order; raise DeliveryRetry when Discord itself is struggling."""
+    async def _send(self, job: Job, post: Post, *, nonce: str | None, skip_followup: bool = False,
+                    on_route: Callable[[str], Awaitable[None]] | None = None) -> Delivered:
+        """Try each route in order; raise DeliveryRetry when Discord itself is struggling.
+
+        `on_route` is told each route before it is tried (the follow-up route has no nonce, so a caller
+        that must not post twice records it and passes `skip_followup` on a retry).
+        """
         routes: list[str] = []
         if job.channel_id and (job.guild_installed or job.is_dm):
             routes.append("channel")
         elif self.awaiting_ack(job):  # the follow-up route opens only once the answer is recorded
             raise DeliveryRetry("waiting for the command's answer to be recorded", retry_after=1.0)
-        if self.token_alive(job):
+        if self.token_alive(job) and not skip_followup:
             routes.append("followup")
         routes.append("dm")
         notes = []
         for route in routes:
+            if on_route is not None:
+                await on_route(route)
             try:
                 result = await self._send_via(route, job, post, nonce=nonce)
             except discord.HTTPException as error:
@@ -360,22 +367,25 @@ class Delivery:
             return None
         return Attachment(clip.path, attachment.name, clip.size, link=None)
 
-    async def ended(self, job: Job) -> None:
-        """Tell the user a job failed or was canceled, and that the credits came back."""
+    async def ended(self, job: Job, *, nonce: str, skip_followup: bool = False,
+                    on_route: Callable[[str], Awaitable[None]] | None = None) -> int | None:
+        """Tell the user a job failed or was canceled, and whether the credits came back.
+
+        Called from the outbox (at least once): the card edit is idempotent, the notice carries `nonce`.
+        Raises DeliveryRetry while Discord is struggling; returns the notice's message id.
+        """
         request = request_from_json(job.model, job.request_json)
-        refund = "" if job.uses_own_key or not job.price else f" Your {job.price} credits were refunded."
-        if job.state is JobState.CANCELED:
-            content = f"<@{job.user_id}> job #{job.id} ({request.label}) was canceled.{refund}"
-        else:
-            content = f"<@{job.user_id}> job #{job.id} ({request.label}) failed: {ui.failure_words(job)}{refund}"
-        await self._edit_original(job)
-        try:
-            await self._send(job, Post(content=content), nonce=f"end{job.id}")
-        except DeliveryRetry:
-            log.warning("job %s: could not post the failure notice", job.id)
-        partner = await self.store.jobs.partner(job)
-        if partner is not None and partner.state is JobState.DOWNLOADED and partner.next_run_at is None:
-            await self.store.jobs.update(partner.id, next_run_at=self.clock())  # deliver the survivor alone
+        content = f"<@{job.user_id}> job #{job.id} ({request.label}) "
+        content += "was canceled." if job.state is JobState.CANCELED else f"failed: {ui.failure_words(job)}"
+        content += ui.settlement_words(job)
+        await self._edit_original(job, strict=True)
+        outcome = await self._send(job, Post(content=content), nonce=nonce, skip_followup=skip_followup,
+                                   on_route=on_route)
+        return outcome.message_id
+
+    async def card(self, job: Job) -> None:
+        """Bring the command's answer up to date (no live Cancel button on an ended job)."""
+        await self._edit_original(job, strict=True)
 
     async def progress(self, job: Job, status: StatusResult) -> bool:
         """Edit the original response, at most every 10 s and never near the token's end."""
@@ -384,8 +394,11 @@ class Delivery:
             return False
         return await self._edit_original(job)
 
-    async def _edit_original(self, job: Job) -> bool:
-        """Show the job's state on the command's answer (both jobs of a /compare share one answer)."""
+    async def _edit_original(self, job: Job, *, strict: bool = False) -> bool:
+        """Show the job's state on the command's answer (both jobs of a /compare share one answer).
+
+        `strict`: raise DeliveryRetry when Discord is struggling (the outbox tries again later).
+        """
         webhook = self._webhook(job)
         if webhook is None:
             return False
@@ -411,6 +424,9 @@ class Delivery:
         try:
             await webhook.edit_message(message_id, embeds=embeds, view=view if view.children else None)
         except discord.HTTPException as error:
+            if strict and self._retryable(error):
+                raise DeliveryRetry(f"Discord answered {error.status} on the card edit",
+                                    retry_after=getattr(error, "retry_after", None)) from None
             log.info("job %s: progress edit refused (%s)", job.id, error.status)
             return False
         return True

@@ -17,10 +17,10 @@ import logging
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -34,13 +34,14 @@ from bot.providers.base import ErrorKind, JobContext, ProviderError, ProviderSta
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, request_from_json
 from bot.schedule import RenderKey, Schedule
-from storage import IllegalTransition, Job, JobNotFound, JobState, LeaseLost, Store
+from storage import IllegalTransition, Job, JobNotFound, JobState, LeaseLost, OutboxRow, Store
 
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 3600.0
 MAX_RETRIES = 8  # consecutive retryable errors before a job is given up (and refunded)
 MAX_DELIVERY_ATTEMPTS = 6
+MAX_NOTICE_ATTEMPTS = 8  # an outbox row is given up (logged, kept) after this many failed deliveries
 MAX_VIDEO_BYTES = 512 * 1024 * 1024
 COMMAND_QUIET_SECONDS = 0.25  # in a burst of commands, job steps run at a fifth of their budget this long
 COMMAND_BURST = 4  # this many commands within COMMAND_QUIET_SECONDS is a burst
@@ -71,7 +72,14 @@ class Notifier(Protocol):
 
     async def progress(self, job: Job, status: StatusResult) -> bool: ...
 
-    async def ended(self, job: Job) -> None: ...
+    async def ended(self, job: Job, *, nonce: str, skip_followup: bool = False,
+                    on_route: Callable[[str], Awaitable[None]] | None = None) -> int | None:
+        """Show the end on the card and post the notice; the posted message id. DeliveryRetry: later."""
+        ...
+
+    async def card(self, job: Job) -> None:
+        """Show the job's state on the command's answer. DeliveryRetry: try again later."""
+        ...
 
 
 def new_request_key(job_id: int) -> str:
@@ -220,18 +228,28 @@ class Poller:
             self._busy_budget.spend(len(jobs))
             for job in jobs:
                 self._spawn(job)
-            if jobs:
+            rows = await self.store.jobs.claim_outbox(self.owner, lease_seconds=self.settings.lease_seconds,
+                                                      limit=max(free - len(jobs), 1), now=self.clock())
+            for row in rows:
+                self._spawn_task(self._guarded_outbox(row), f"outbox-{row.id}")
+            if jobs or rows:
                 return
             due = await self.store.jobs.next_due_at()
             wait = MAX_SLEEP if due is None else min(max(due - self.clock(), 0.0), MAX_SLEEP)
         else:
             wait = MAX_SLEEP  # a finishing task wakes us
         if wait > 0:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that arrives as the wake-up
+            # completes, and stop() would then wait forever for this loop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     def _spawn(self, job: Job) -> None:
-        task = asyncio.create_task(self._guarded(job), name=f"job-{job.id}")
+        self._spawn_task(self._guarded(job), f"job-{job.id}")
+
+    def _spawn_task(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
         self._running.add(task)
 
         def done(finished: asyncio.Task[None]) -> None:
@@ -449,9 +467,9 @@ class Poller:
             error = status.error or ProviderError(ErrorKind.TRANSIENT, "the provider reported a failure")
             await self._fail(job, error.kind.value, error.message)
         elif status.state is ProviderState.CANCELED:
-            job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.CANCELED,
-                                               error_code="canceled", error_message="canceled at the provider")
-            await self._notify_ended(job)
+            await self.store.jobs.update(job.id, owner=self.owner, state=JobState.CANCELED,
+                                         error_code="canceled", error_message="canceled at the provider")
+            self.wake()  # the outbox row written with it tells the user
         else:
             await self._still_running(job, request, provider, status)
 
@@ -582,15 +600,69 @@ class Poller:
                                      error_message=error.message, next_run_at=self.clock() + delay, release=True)
 
     async def _fail(self, job: Job, code: str, message: str, **changes: object) -> None:
-        """Fail and refund (exactly once: the ledger's settle key), then tell the user."""
+        """Fail and refund (exactly once: the ledger's settle key); the outbox row written in the same
+        transaction tells the user, even if we crash right after. A job already rendered and paid for is
+        never failed: it becomes UNDELIVERED (its video stays available through /job show)."""
+        if job.state in (JobState.DOWNLOADED, JobState.UNDELIVERED):
+            log.warning("job %s: giving up delivery (%s)", job.id, code)
+            await self.store.jobs.update(job.id, owner=self.owner, state=JobState.UNDELIVERED, error_code="undelivered",
+                                         error_message=message, next_run_at=None, release=True)
+            return
         log.info("job %s failed: %s", job.id, code)
         crash_point("during_refund")
-        job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.FAILED, error_code=code,
-                                           error_message=message, **changes)
-        await self._notify_ended(job)
+        await self.store.jobs.update(job.id, owner=self.owner, state=JobState.FAILED, error_code=code,
+                                     error_message=message, **changes)
+        crash_point("after_refund")
+        self.wake()
 
-    async def _notify_ended(self, job: Job) -> None:
+    # -- the outbox ----------------------------------------------------------------------------
+
+    async def _guarded_outbox(self, row: OutboxRow) -> None:
+        async with self._slots:
+            try:
+                await self.run_outbox(row)
+            except LeaseLost:
+                log.info("outbox row %s taken over by another worker", row.id)
+            except Exception:
+                log.exception("outbox row %s: unexpected error; will retry", row.id)
+                await self._outbox_retry(row, "internal error", None)
+
+    async def run_outbox(self, row: OutboxRow) -> None:
+        """Deliver one owed notice/card edit (at least once; the row's key is the Discord nonce)."""
+        job = await self.store.jobs.get(row.job_id)
+        if job is None:
+            await self.store.jobs.outbox_finish(row.id, self.owner, error="job gone", now=self.clock())
+            return
+
+        async def on_route(route: str) -> None:
+            await self.store.jobs.outbox_route(row.id, self.owner, route)
+
         try:
-            await self.notifier.ended(job)
-        except Exception:
-            log.warning("job %s: could not tell the user how it ended", job.id, exc_info=True)
+            if row.kind == "ended":
+                message_id = await self.notifier.ended(job, nonce=row.dedup_key, skip_followup=row.route == "followup",
+                                                       on_route=on_route)
+            else:
+                message_id = None
+                await self.notifier.card(job)
+        except DeliveryRetry as retry:
+            await self._outbox_retry(row, str(retry), retry.retry_after)
+            return
+        crash_point("after_notice")
+        await self._release_partner(job)
+        await self.store.jobs.outbox_finish(row.id, self.owner, message_id=message_id, now=self.clock())
+
+    async def _outbox_retry(self, row: OutboxRow, error: str, hint: float | None) -> None:
+        if row.attempts + 1 >= MAX_NOTICE_ATTEMPTS:  # given up: logged and kept, never a loop
+            log.warning("outbox row %s (job %s): giving up after %s attempts: %s", row.id, row.job_id,
+                        row.attempts + 1, error)
+            await self.store.jobs.outbox_finish(row.id, self.owner, error=error, now=self.clock())
+            return
+        retry_at = self.clock() + retry_delay(row.attempts, self.scale, hint)
+        await self.store.jobs.outbox_finish(row.id, self.owner, error=error, retry_at=retry_at, now=self.clock())
+
+    async def _release_partner(self, job: Job) -> None:
+        """A /compare half ended without a video: its rendered partner waits for nothing now."""
+        partner = await self.store.jobs.partner(job)
+        if partner is not None and partner.state is JobState.DOWNLOADED and partner.next_run_at is None:
+            await self.store.jobs.update(partner.id, next_run_at=self.clock())  # deliver the survivor alone
+            self.wake()

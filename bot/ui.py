@@ -223,6 +223,13 @@ def compare_cancel_view(jobs: list[Job], slot_a: str, *, blind: bool) -> discord
     return view if view.children else None
 
 
+def settlement_words(job: Job) -> str:
+    """What happened to the credits of a failed or canceled job, for its notice."""
+    if job.uses_own_key or not job.price:
+        return ""
+    return f" Your {job.price} credits were refunded."
+
+
 def charge_words(jobs: list[Job], balance: int, *, for_someone_else: bool = False) -> str:
     """The invoker's private receipt for starting jobs: what was charged and the balance left.
 

@@ -359,11 +359,16 @@ class JobStore:
                             now=now,
                             reason=reason,
                         )
+                owed = None
                 if state in REFUNDING:
+                    owed = ("ended" if notice else "card", f"end{job_id}")
+                elif state is JobState.UNDELIVERED:  # the card must stop showing a live job
+                    owed = ("card", f"undelivered{job_id}")
+                if owed is not None:
                     await conn.execute(
                         "INSERT INTO outbox (job_id, kind, dedup_key, next_run_at, created_at) VALUES (?, ?, ?, ?, ?)"
                         " ON CONFLICT (dedup_key) DO NOTHING",
-                        (job_id, "ended" if notice else "card", f"end{job_id}", now, now),
+                        (job_id, owed[0], owed[1], now, now),
                     )
                     if self.db.dialect == "postgres":
                         await conn.execute("NOTIFY bot_jobs")  # on commit: a worker delivers the outbox row

@@ -61,7 +61,10 @@ class LogNotifier:
     async def progress(self, job: Any, status: Any) -> bool:
         return False
 
-    async def ended(self, job: Any) -> None:
+    async def ended(self, job: Any, **route: Any) -> int | None:
+        return None
+
+    async def card(self, job: Any) -> None:
         return None
 
 

@@ -90,6 +90,8 @@ class RecordingNotifier:
         self.endings: list[tuple[int, str | None]] = []
         self.progress_calls = 0
         self.fail_deliveries = 0
+        self.fail_notices = 0
+        self.cards: list[tuple[int, JobState]] = []
 
     async def deliver(self, job):  # type: ignore[no-untyped-def]
         if self.fail_deliveries:
@@ -102,8 +104,15 @@ class RecordingNotifier:
         self.progress_calls += 1
         return True
 
-    async def ended(self, job):  # type: ignore[no-untyped-def]
+    async def ended(self, job, *, nonce, skip_followup=False, on_route=None):  # type: ignore[no-untyped-def]
+        if self.fail_notices:
+            self.fail_notices -= 1
+            raise DeliveryRetry("Discord 503")
         self.endings.append((job.id, job.error_code))
+        return 2000 + job.id
+
+    async def card(self, job):  # type: ignore[no-untyped-def]
+        self.cards.append((job.id, job.state))
 
 
 class Clock:
@@ -137,6 +146,8 @@ async def step(poller: Poller, clock: Clock) -> list[int]:
     jobs = await poller.store.jobs.claim_due("w1", lease_seconds=300, now=clock.now)
     for job in jobs:
         await poller.advance(job)
+    for row in await poller.store.jobs.claim_outbox("w1", lease_seconds=300, now=clock.now):
+        await poller.run_outbox(row)
     return [job.id for job in jobs]
 
 
@@ -471,3 +482,60 @@ async def test_a_step_outlasting_a_2s_lease_runs_once(store: Store, tmp_path: Pa
     assert notifier.delivered == [job.id]
     assert provider.calls.count("submit") == 1 and provider.calls.count("fetch") == 1
     assert current.delivered_message_id == 1000 + job.id
+
+
+async def test_failure_notice_is_owed_in_the_same_transaction(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    """A crash right after the fail+refund commit still ends in exactly one notice."""
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    provider.submit_errors = [ProviderError(ErrorKind.CONTENT_POLICY, "no")]
+    [job] = await store.jobs.claim_due("w1", lease_seconds=300, now=clock.now)
+    await poller.advance(job)  # ... and the process dies before telling anyone
+    assert (await store.jobs.get(job_id)).state is JobState.FAILED  # type: ignore[union-attr]
+    [owed] = await store.jobs.outbox_for_job(job_id)
+    assert owed["kind"] == "ended" and owed["done_at"] is None and notifier.endings == []
+    notifier.fail_notices = 2  # Discord struggles first
+    for _ in range(5):
+        await step(poller, clock)
+        clock.now += 60
+    assert notifier.endings == [(job_id, "content_policy")]
+    [done] = await store.jobs.outbox_for_job(job_id)
+    assert done["message_id"] == 2000 + job_id and done["attempts"] == 2 and done["next_run_at"] is None
+
+
+async def test_undeliverable_notice_is_given_up_not_looped(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+    provider.submit_errors = [ProviderError(ErrorKind.AUTH, "no")]
+    notifier.fail_notices = 100
+    for _ in range(20):
+        await step(poller, clock)
+        clock.now += 600
+    [row] = await store.jobs.outbox_for_job(job_id)
+    assert row["next_run_at"] is None and row["done_at"] is not None and row["message_id"] is None
+    assert notifier.fail_notices == 100 - 8 and await store.jobs.next_due_at() is None
+
+
+async def test_delivery_that_keeps_crashing_ends_undelivered(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    """Unexpected errors on a rendered job never refund (it is paid) and never loop holding the lease."""
+    poller, provider, notifier, clock = parts
+    job_id = await make_job(store, clock)
+
+    async def broken(job):  # type: ignore[no-untyped-def]
+        raise RuntimeError("bug in delivery")
+
+    notifier.deliver = broken
+    provider.statuses = [StatusResult(ProviderState.SUCCEEDED, result_url="https://cdn.example/v.mp4")]
+    for _ in range(30):
+        job = await store.jobs.get(job_id)
+        if job.state is JobState.UNDELIVERED:
+            break
+        clock.now = max(clock.now, job.next_run_at or clock.now)
+        jobs = await store.jobs.claim_due("w1", lease_seconds=300, now=clock.now)
+        for claimed in jobs:
+            await poller._guarded(claimed)
+    job = await store.jobs.get(job_id)
+    assert job.state is JobState.UNDELIVERED and job.lease_owner is None and job.next_run_at is None
+    assert [e.kind for e in await store.ledger.entries_for_job(job_id)] == [LedgerKind.RESERVE, LedgerKind.CAPTURE]
+    await step(poller, clock)
+    assert notifier.cards == [(job_id, JobState.UNDELIVERED)]  # the card stops showing a live job
