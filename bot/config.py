@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = Field(default=2, ge=1)
     daily_spend_limit: int | None = Field(default=None, ge=0)  # credits across all users per UTC day; blank = none
     new_account_min_days: float = Field(default=7.0, ge=0)  # younger Discord accounts get no grants yet
+    # A cancel the provider cannot honour (Kling official, OpenAI) still costs this share of the price:
+    # the render goes on and is paid for. Confirmed cancels and cancels before submission are free.
+    cancel_charge_percent: int = Field(default=100, ge=0, le=100)
 
     # Secrets at rest
     secret_key: SecretStr | None = None

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from bot import logcontext
 from bot.config import Settings
+from bot.faults import crash_point
 from bot.poller import Poller
 from bot.pricing import current_prices
-from bot.providers.base import JobContext
+from bot.providers.base import JobContext, ProviderError
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, SoraRequest, request_from_json
 from storage import Job, JobState, NewJob, Store
@@ -43,6 +44,41 @@ class Invocation:
 class Created:
     jobs: list[Job]
     balance: int
+
+
+@dataclass(frozen=True)
+class CancelTerms:
+    """The price of canceling one job, known before the user confirms."""
+
+    job_id: int
+    price: int
+    charge: int  # charged even if canceled now (the provider cannot stop the render)
+    stoppable: bool  # before submission, or the provider can stop it (refunded in full if it confirms)
+    submitted: bool
+    provider: str = ""
+
+    def words(self) -> str:
+        if not self.price:
+            return f"Cancel job #{self.job_id}? It costs you nothing."
+        if not self.submitted:
+            return (f"Cancel job #{self.job_id}? It has not reached the provider yet: all {self.price} credits "
+                    "come back.")
+        if self.stoppable:
+            return (f"Cancel job #{self.job_id}? The provider will be asked to stop it: when it confirms, all "
+                    f"{self.price} credits come back.")
+        if self.charge >= self.price:
+            return (f"Cancel job #{self.job_id}? {self.provider} cannot stop a render once it has started, so the "
+                    f"{self.price} credits are still charged (nothing comes back). You will not get the video.")
+        return (f"Cancel job #{self.job_id}? {self.provider} cannot stop a render once it has started: "
+                f"{self.charge} of its {self.price} credits are charged, {self.price - self.charge} come back.")
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    job: Job
+    stopped: bool
+    refunded: int
+    charged: int
 
 
 class NoOwnKey(Exception):
@@ -117,22 +153,49 @@ class VideoService:
         """
         await self.store.jobs.acknowledge([job.id for job in jobs], message_id=message_id)
 
-    async def cancel(self, job: Job) -> tuple[Job, bool]:
-        """Cancel an active job (refunds); returns the job and whether the provider stopped too."""
-        job = await self.store.jobs.update(job.id, state=JobState.CANCELED, error_code="canceled",
-                                           error_message="canceled by the user")
+    def cancel_terms(self, job: Job) -> CancelTerms:
+        """What a cancel of this job would cost, said before the user confirms (issue 12: no free renders)."""
+        price = 0 if job.uses_own_key else job.price
+        if job.state is JobState.ACCEPTED or not price:
+            return CancelTerms(job.id, price, 0, stoppable=True, submitted=False)
+        provider = self.providers.get(job.provider)
+        if provider.can_cancel:
+            return CancelTerms(job.id, price, 0, stoppable=True, submitted=True)
+        charge = -(-price * self.settings.cancel_charge_percent // 100)
+        return CancelTerms(job.id, price, charge, stoppable=False, submitted=True, provider=provider.name)
+
+    async def cancel(self, job: Job) -> CancelOutcome:
+        """Cancel an active job: a confirmed stop (or one before submission) is refunded in full; a render the
+        provider cannot stop is charged CANCEL_CHARGE_PERCENT of its price (the ledger's settle key makes
+        that exactly once). The card is updated through the outbox. Raises IllegalTransition if it ended."""
+        current = await self.store.jobs.get(job.id)
+        job = current or job
+        terms = self.cancel_terms(job)
         stopped = False
-        if job.provider_job_id:
+        if job.provider_job_id and terms.stoppable:
             try:
                 request = request_from_json(job.model, job.request_json)
                 stopped = await self.providers.get(job.provider).cancel(
-                    job.provider_job_id, JobContext(job_id=job.id, request=request)
-                )
+                    job.provider_job_id, JobContext(job_id=job.id, request=request))
             except Exception:
-                # The job is canceled and refunded either way; the provider may still render (and bill) it.
+                # Not confirmed: charged like an unstoppable render below; the provider may still bill it.
                 log.warning("job %s: cancel at %s failed", job.id, job.provider, exc_info=True)
                 stopped = False
-        return job, stopped
+        charge = terms.charge
+        if job.provider_job_id and terms.stoppable and not stopped:
+            # The provider did not confirm: the render may go on, so it costs what an unstoppable one does.
+            charge = -(-terms.price * self.settings.cancel_charge_percent // 100)
+        reason = "canceled by the user" + (f"; {charge} credits charged (the provider could not stop the render)"
+                                           if charge else "")
+        job = await self.store.jobs.update(job.id, state=JobState.CANCELED, error_code="canceled",
+                                           error_message=reason, notice=False, charge=charge)
+        crash_point("after_cancel")
+        if job.state is JobState.CANCELED and job.request_key and not job.provider_job_id:
+            # Canceled during submission: the worker stops the provider's task once its id is known (or
+            # finds it, if the submitting process died).
+            await self.store.jobs.update(job.id, next_run_at=time.time())
+        self.poller.wake()
+        return CancelOutcome(job=job, stopped=stopped, refunded=terms.price - charge, charged=charge)
 
     def reference_for_rerun(self, job: Job) -> str | None:
         """A rerun reuses the parent's fitted first frame (the Discord URL may have expired)."""

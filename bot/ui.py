@@ -91,7 +91,7 @@ STATE_WORDS = {
     JobState.DELIVERED: "Done",
     JobState.UNDELIVERED: "Rendered (not posted; see /job show)",
     JobState.FAILED: "Failed (refunded)",
-    JobState.CANCELED: "Canceled (refunded)",
+    JobState.CANCELED: "Canceled",
 }
 
 
@@ -227,6 +227,8 @@ def settlement_words(job: Job) -> str:
     """What happened to the credits of a failed or canceled job, for its notice."""
     if job.uses_own_key or not job.price:
         return ""
+    if job.error_message and "credits charged" in job.error_message:
+        return " The render could not be stopped, so it was charged."
     return f" Your {job.price} credits were refunded."
 
 
@@ -273,7 +275,7 @@ def failure_words(job: Job, *, private: bool = False) -> str:
         "rate_limited": "the provider stayed too busy; please try again later.",
         "transient": "the provider was unavailable or too slow; please try again later.",
         "invalid_request": f"the provider refused the request ({job.error_message or 'no reason given'}).",
-        "canceled": "it was canceled.",
+        "canceled": "it was canceled" + (f" ({job.error_message})." if job.error_message else "."),
     }
     return messages.get(code, job.error_message or "something went wrong on our side.")
 
@@ -285,6 +287,7 @@ ACTIONS = {
     "vary": ("Variation", "🎲"),
     "sora": ("Render with Sora", "🎬"),
     "cancel": ("Cancel", "✖"),
+    "stop": ("Yes, cancel it", "✖"),
     "show": ("Get result", "📥"),
 }
 
@@ -295,7 +298,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:(
     def __init__(self, job_id: int, action: str, label: str | None = None) -> None:
         default_label, emoji = ACTIONS[action]
         label = label or default_label
-        style = discord.ButtonStyle.danger if action == "cancel" else discord.ButtonStyle.secondary
+        style = discord.ButtonStyle.danger if action in ("cancel", "stop") else discord.ButtonStyle.secondary
         if action == "sora":
             style = discord.ButtonStyle.primary
         super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style,

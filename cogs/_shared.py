@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import discord
 
+from bot import ui
 from bot.service import Invocation, VideoService
-from storage import Job, Store
+from storage import IllegalTransition, Job, Store
 
 
 def invocation(interaction: discord.Interaction) -> Invocation:
@@ -53,15 +54,32 @@ async def refuse(interaction: discord.Interaction, message: str) -> None:
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
 
-async def cancel_and_reply(interaction: discord.Interaction, service: VideoService, job: Job) -> None:
-    """Cancel an active job (refunded) and say so; the caller has checked it is the user's own."""
+async def ask_cancel(interaction: discord.Interaction, service: VideoService, job: Job) -> None:
+    """The first step of a cancel: say what it costs (ephemeral) and offer a confirm button."""
     if not job.state.active:
         await refuse(interaction, f"Job #{job.id} is already {job.state.value}; nothing to cancel.")
         return
-    job, stopped = await service.cancel(job)
-    refund = f" {job.price} credits refunded." if job.price else ""
-    where = "" if stopped or not job.provider_job_id else " (the provider could not stop it, but you pay nothing)"
-    await interaction.response.send_message(f"Job #{job.id} canceled{where}.{refund}", ephemeral=True)
+    view = discord.ui.View(timeout=None)
+    view.add_item(ui.JobButton(job.id, "stop"))
+    await interaction.response.send_message(service.cancel_terms(job).words(), view=view, ephemeral=True)
+
+
+async def cancel_and_reply(interaction: discord.Interaction, service: VideoService, job: Job) -> None:
+    """The confirmed cancel; the caller has checked it is the user's own."""
+    if not job.state.active:
+        await refuse(interaction, f"Job #{job.id} is already {job.state.value}; nothing to cancel.")
+        return
+    try:
+        outcome = await service.cancel(job)
+    except IllegalTransition:
+        await refuse(interaction, f"Job #{job.id} finished meanwhile; nothing was canceled.")
+        return
+    words = f"Job #{job.id} canceled."
+    if outcome.refunded:
+        words += f" {outcome.refunded} credits refunded."
+    if outcome.charged:
+        words += f" {outcome.charged} credits charged: the provider could not stop the render."
+    await interaction.response.send_message(words, ephemeral=True)
 
 
 def is_manager(interaction: discord.Interaction) -> bool:

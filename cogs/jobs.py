@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from bot import media, ui
 from bot.requests import request_from_json
-from cogs._shared import cancel_and_reply, refuse, upload_limit
+from cogs._shared import ask_cancel, refuse, upload_limit
 from storage import Job, JobState
 
 if TYPE_CHECKING:
@@ -132,14 +132,14 @@ class Jobs(commands.Cog):
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    @job.command(name="cancel", description="Stop one of your running jobs (refunded).")
+    @job.command(name="cancel", description="Stop one of your running jobs (asks first, and says what it costs).")
     @app_commands.describe(id="The job number (see /jobs)")
     async def cancel(self, interaction: discord.Interaction, id: int) -> None:
-        """Cancel a running job and refund it."""
+        """Say what canceling costs and offer the confirm button (handled by the Video cog)."""
         job = await self._own(interaction, id)
         if job is None:
             return
-        await cancel_and_reply(interaction, self.bot.service, job)
+        await ask_cancel(interaction, self.bot.service, job)
 
 
 async def setup(bot: VideoBot) -> None:

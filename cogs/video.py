@@ -33,7 +33,7 @@ from bot.requests import (
     request_from_json,
 )
 from bot.service import NoOwnKey
-from cogs._shared import cancel_and_reply, guild_refusal, invocation, refuse, upload_limit
+from cogs._shared import ask_cancel, cancel_and_reply, guild_refusal, invocation, refuse, upload_limit
 from storage import Compare, ConcurrencyLimit, DailySpendLimit, InsufficientCredits, Job, MemberDailyCap
 
 if TYPE_CHECKING:
@@ -315,8 +315,8 @@ class Video(commands.Cog):
         if job is None:
             await refuse(interaction, "That job no longer exists.")
             return
-        if action == "cancel":
-            await self._cancel(interaction, job)
+        if action in ("cancel", "stop"):
+            await self._cancel(interaction, job, confirmed=action == "stop")
             return
         request = request_from_json(job.model, job.request_json)
         reference = self.bot.service.reference_for_rerun(job)
@@ -338,11 +338,15 @@ class Video(commands.Cog):
         await self._start(interaction, [request], reference_url=reference, parent_job_id=job.id, notes=notes,
                           for_someone_else=someone_else)
 
-    async def _cancel(self, interaction: discord.Interaction, job: Job) -> None:
+    async def _cancel(self, interaction: discord.Interaction, job: Job, *, confirmed: bool) -> None:
+        """Cancel asks first (what it costs); the confirm button does it."""
         if job.user_id != interaction.user.id:
             await refuse(interaction, "Only the person who started this job can cancel it.")
             return
-        await cancel_and_reply(interaction, self.bot.service, job)
+        if confirmed:
+            await cancel_and_reply(interaction, self.bot.service, job)
+        else:
+            await ask_cancel(interaction, self.bot.service, job)
 
     async def on_vote(self, interaction: discord.Interaction, compare_id: int, slot: str) -> None:
         compare = await self.bot.store.jobs.get_compare(compare_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -61,13 +62,23 @@ async def test_cancel_button_refunds_and_refuses_strangers(harness: BotHarness) 
     assert f"job:{job_id}:cancel" in buttons(message)
     stranger = await harness.click(message, f"job:{job_id}:cancel", user=server.bob)
     assert "Only the person who started" in harness.ephemeral_text(stranger)
-    owner = await harness.click(message, f"job:{job_id}:cancel", user=server.alice)
+    await harness.wait_job(job_id, JobState.SUBMITTED, JobState.RUNNING)
+    ask = await harness.click(message, f"job:{job_id}:cancel", user=server.alice)
+    assert "all 48 credits come back" in harness.ephemeral_text(ask)  # the simulated provider can stop it
+    assert (await bot.store.jobs.get(job_id)).state.active  # type: ignore[union-attr]  # nothing happened yet
+    confirm_message = harness.response_message(ask)
+    hijack = await harness.click(confirm_message, f"job:{job_id}:stop", user=server.bob)
+    assert "Only the person who started" in harness.ephemeral_text(hijack)
+    owner = await harness.click(confirm_message, f"job:{job_id}:stop", user=server.alice)
     assert "canceled" in harness.ephemeral_text(owner) and "48 credits refunded" in harness.ephemeral_text(owner)
     job = await bot.store.jobs.get(job_id)
     assert job is not None and job.state is JobState.CANCELED
     kinds = [e.kind for e in await bot.store.ledger.entries_for_job(job_id)]
     assert kinds == [LedgerKind.RESERVE, LedgerKind.REFUND]
     assert await bot.store.ledger.balance(server.alice) == 120
+    async with asyncio.timeout(10):  # the card loses its live Cancel button (outbox)
+        while f"job:{job_id}:cancel" in buttons(harness.response_message(ack)):
+            await asyncio.sleep(0.05)
 
 
 async def test_compare_posts_one_message_with_both_videos_and_records_votes(harness: BotHarness) -> None:

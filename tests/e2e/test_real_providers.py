@@ -139,3 +139,52 @@ async def test_signed_webhook_wakes_the_job_and_bad_ones_are_refused(
             assert escape.status_code == 404
     finally:
         await harness.stop()
+
+
+async def test_cancel_of_an_unstoppable_render_is_charged_and_said_first(
+    server: LoopbackDiscord, fake: FakeProviders, tmp_path: Path
+) -> None:
+    """Kling's API cannot stop a render: the cancel says so before the confirm, and charges the set share."""
+    fake.steps = 10**6  # the render stays running
+    harness = await start_bot(server, fake, tmp_path, kling_provider="kling", cancel_charge_percent=50)
+    try:
+        ack = await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="Unstoppable.",
+                                   duration=10)
+        [job_id] = await job_ids(harness, server.alice)
+        await harness.wait_job(job_id, JobState.SUBMITTED, JobState.RUNNING)
+        ask = await harness.click(harness.response_message(ack), f"job:{job_id}:cancel", user=server.alice)
+        assert "10 of its 20 credits are charged, 10 come back" in harness.ephemeral_text(ask)
+        done = await harness.click(harness.response_message(ask), f"job:{job_id}:stop", user=server.alice)
+        assert "10 credits refunded" in harness.ephemeral_text(done)
+        assert "10 credits charged" in harness.ephemeral_text(done)
+        assert harness.bot is not None
+        entries = await harness.bot.store.ledger.entries_for_job(job_id)
+        assert [(e.kind, e.amount, e.idempotency_key) for e in entries] == [
+            (LedgerKind.RESERVE, -20, f"reserve:{job_id}"), (LedgerKind.REFUND, 10, f"settle:{job_id}")]
+        assert await harness.bot.store.ledger.balance(server.alice) == 110
+        assert (await harness.bot.store.ledger.audit())["unsettled_finished_jobs"] == 0
+    finally:
+        await harness.stop()
+
+
+@pytest.mark.parametrize(("command", "provider", "create"), [
+    ("/kling", "kling", r"/kling/v1/videos/text2video$"),
+    ("/kling", "replicate", r"/predictions$"),
+    ("/sora", "openai", r"/openai/v1/videos$"),
+])
+async def test_a_lost_create_answer_makes_one_task_not_two(server: LoopbackDiscord, fake: FakeProviders,
+                                                           tmp_path: Path, command: str, provider: str,
+                                                           create: str) -> None:
+    """The provider accepted the create but the bot never read the answer (reset): recovery finds the task."""
+    fake.fail(create, after=True, reset=True, method="POST")
+    harness = await start_bot(server, fake, tmp_path, kling_provider=provider if command == "/kling" else "simulated",
+                              sora_provider=provider if command == "/sora" else "simulated")
+    try:
+        await harness.invoke(command, user=server.alice, channel=server.general, prompt="Exactly once.")
+        [job_id] = await job_ids(harness, server.alice)
+        await harness.wait_for_message(server.general, is_result(job_id))
+        job = await harness.wait_job(job_id, JobState.DELIVERED)
+        assert len(fake.requests_to(create, "POST")) == 1  # never submitted again
+        assert fake.live_tasks() == [job.provider_job_id.rpartition(":")[2]]
+    finally:
+        await harness.stop()
