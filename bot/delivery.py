@@ -151,6 +151,22 @@ class Delivery:
 
     # -- the route walk --------------------------------------------------------------------------
 
+    async def confirm_ack(self, job: Job) -> bool:
+        """Was the command answered though no ack was recorded (the gateway died between the two)? Ask
+        Discord for the original response; True means the interaction's webhook may be used."""
+        if job.acked_at is not None:
+            return True
+        if (not job.interaction_token or job.application_id is None or not job.token_expires_at
+                or job.token_expires_at - self.clock() <= TOKEN_MARGIN or self.awaiting_ack(job)):
+            return False
+        webhook = discord.Webhook.partial(job.application_id, self.secrets.decrypt_text(job.interaction_token),
+                                          client=self.client)
+        try:
+            await webhook.fetch_message("@original")
+        except discord.HTTPException:
+            return False
+        return True
+
     def awaiting_ack(self, job: Job) -> bool:
         """The command's answer may still be on its way (the gateway records it right after sending)."""
         return bool(job.interaction_token and job.acked_at is None and self.clock() - job.created_at < ACK_WAIT)
@@ -160,16 +176,20 @@ class Delivery:
         """Try each route in order; raise DeliveryRetry when Discord itself is struggling.
 
         `on_route` is told each route before it is tried (the follow-up route has no nonce, so a caller
-        that must not post twice records it and passes `skip_followup` on a retry).
+        that must not post twice records it and passes `skip_followup` on a retry: then only the
+        nonce-protected channel route is tried, never the DM, which would be a second notice).
         """
         routes: list[str] = []
         if job.channel_id and (job.guild_installed or job.is_dm):
             routes.append("channel")
         elif self.awaiting_ack(job):  # the follow-up route opens only once the answer is recorded
             raise DeliveryRetry("waiting for the command's answer to be recorded", retry_after=1.0)
-        if self.token_alive(job) and not skip_followup:
-            routes.append("followup")
-        routes.append("dm")
+        if skip_followup:  # an earlier try may have posted by follow-up (no nonce there): nowhere else either
+            routes = routes[:1]
+        else:
+            if self.token_alive(job):
+                routes.append("followup")
+            routes.append("dm")
         notes = []
         for route in routes:
             if on_route is not None:
@@ -328,6 +348,7 @@ class Delivery:
             outcome = await self._send(job, post, nonce=f"cmp{compare.id}")
         finally:
             shutil.rmtree(self.prepared_dir / f"cmp{compare.id}", ignore_errors=True)
+        crash_point("after_post")
         if outcome.message_id is not None and partner is not None and partner.state is JobState.DOWNLOADED:
             try:
                 await self.store.jobs.update(partner.id, state=JobState.DELIVERED,

@@ -81,6 +81,10 @@ class Notifier(Protocol):
         """Show the job's state on the command's answer. DeliveryRetry: try again later."""
         ...
 
+    async def confirm_ack(self, job: Job) -> bool:
+        """Whether the command was answered although no acknowledgement was recorded."""
+        ...
+
 
 def new_request_key(job_id: int) -> str:
     """A submit key unique per install: the job id alone repeats after a database reset or a move."""
@@ -553,8 +557,16 @@ class Poller:
             await asyncio.to_thread(dest.unlink, missing_ok=True)
             log.info("job %s ended during its download; the file was removed", job_id)
 
+    async def _acked(self, job: Job) -> Job:
+        """A job whose answer was sent but not recorded (crash in between): record it once Discord confirms."""
+        if job.acked_at is None and job.interaction_token and await self.notifier.confirm_ack(job):
+            await self.store.jobs.acknowledge([job.id], now=self.clock())
+            return await self.store.jobs.get(job.id) or job
+        return job
+
     async def _deliver(self, job: Job) -> None:
         await self._hold(job)
+        job = await self._acked(job)
         try:
             outcome = await self.notifier.deliver(job)
         except DeliveryRetry as retry:
@@ -578,6 +590,7 @@ class Poller:
         job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.DELIVERED,
                                            delivered_message_id=outcome.message_id,
                                            delivered_channel_id=outcome.channel_id)
+        crash_point("after_delivered")
         if self.settings.keep_videos_hours == 0:
             await retention.sweep(self.store, 0, refs_dir=self.settings.video_dir / "refs")
 
@@ -633,6 +646,8 @@ class Poller:
         if job is None:
             await self.store.jobs.outbox_finish(row.id, self.owner, error="job gone", now=self.clock())
             return
+
+        job = await self._acked(job)
 
         async def on_route(route: str) -> None:
             await self.store.jobs.outbox_route(row.id, self.owner, route)

@@ -67,6 +67,9 @@ class LogNotifier:
     async def card(self, job: Any) -> None:
         return None
 
+    async def confirm_ack(self, job: Any) -> bool:
+        return False
+
 
 async def main() -> None:
     url, name, logs = sys.argv[1], sys.argv[2], Path(sys.argv[3])

@@ -114,6 +114,9 @@ class RecordingNotifier:
     async def card(self, job):  # type: ignore[no-untyped-def]
         self.cards.append((job.id, job.state))
 
+    async def confirm_ack(self, job):  # type: ignore[no-untyped-def]
+        return False
+
 
 class Clock:
     def __init__(self, now: float = 1_800_000_000.0) -> None:

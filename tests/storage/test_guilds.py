@@ -100,6 +100,7 @@ async def test_member_daily_cap_is_net_of_refunds_per_guild_and_resets_at_utc_mi
     await store.guilds.update(GUILD, lambda s: replace(s, member_daily_cap=25), actor_id=MANAGER)
     jobs, _ = await store.jobs.create_with_balance([job(1)], now=DAY1, rules_guild_id=GUILD)
     await store.jobs.create_with_balance([job(1)], now=DAY1, rules_guild_id=GUILD)
+    await store.jobs.update(jobs[0].id, state=JobState.SUBMITTING)
     await store.jobs.update(jobs[0].id, state=JobState.SUBMITTED)
     await store.jobs.update(jobs[0].id, state=JobState.DOWNLOADED)  # captured: still spent
     with pytest.raises(MemberDailyCap) as raised:
