@@ -440,8 +440,11 @@ class JobStore:
         return [Job.from_row(row) for row in rows]
 
     async def release_all(self, owner: str) -> int:
-        """Give back every lease of a worker that is shutting down cleanly."""
+        """Give back every lease of a worker that is shutting down cleanly (or restarting): jobs and outbox rows."""
         async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?", (owner,)
+            )
             return await conn.execute(
                 "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = ?", (owner,)
             )

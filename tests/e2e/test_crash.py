@@ -59,6 +59,7 @@ async def settled(tmp_path: Path, user: int) -> tuple[list[Job], dict[int, list[
             if jobs and all(job.state.terminal for job in jobs) and not owed:
                 break
             await asyncio.sleep(0.05)
+        assert not owed, "a notice is still owed after the restart"
         kinds = {job.id: [e.kind for e in await store.ledger.entries_for_job(job.id)] for job in jobs}
         return jobs, kinds, await store.ledger.audit()
     finally:

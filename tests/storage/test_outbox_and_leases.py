@@ -117,3 +117,14 @@ async def test_sqlite_upgrade_rebuilds_jobs_keeping_rows_links_and_indexes(tmp_p
         assert before <= after
     finally:
         await store.close()
+
+
+async def test_restart_gives_back_outbox_leases_too(store: Store) -> None:
+    """A worker restarting after a crash resumes its owed notices at once, not after the lease runs out."""
+    [job] = await store.jobs.create([new_job()], now=NOW)
+    await store.jobs.update(job.id, state=JobState.FAILED, now=NOW)
+    [row] = await store.jobs.claim_outbox("w1", lease_seconds=300, now=NOW)
+    assert await store.jobs.claim_outbox("w1", lease_seconds=300, now=NOW + 1) == []
+    await store.jobs.release_all("w1")
+    [again] = await store.jobs.claim_outbox("w1", lease_seconds=300, now=NOW + 1)
+    assert again.id == row.id
