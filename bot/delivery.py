@@ -157,7 +157,7 @@ class Delivery:
         if job.acked_at is not None:
             return True
         if (not job.interaction_token or job.application_id is None or not job.token_expires_at
-                or job.token_expires_at - self.clock() <= TOKEN_MARGIN or self.awaiting_ack(job)):
+                or job.token_expires_at - self.clock() <= TOKEN_MARGIN):
             return False
         webhook = discord.Webhook.partial(job.application_id, self.secrets.decrypt_text(job.interaction_token),
                                           client=self.client)
