@@ -24,7 +24,7 @@ class NoDiscord:
 
 
 async def test_followup_and_edits_wait_for_the_recorded_ack(store: Store, tmp_path: Path) -> None:
-    secrets = SecretBox("k")
+    secrets = SecretBox("k" * 32)
     now = time.time()
     [job] = await store.jobs.create([NewJob(
         user_id=1, model="kling", provider="simulated", request_json='{"prompt": "x"}', price=0, channel_id=9,

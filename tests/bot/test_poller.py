@@ -61,10 +61,6 @@ class ScriptedProvider(VideoProvider):
         self.calls.append("find")
         return [task for key, task in self.created if key == request_key]
 
-    async def cancel(self, provider_job_id: str, ctx: JobContext) -> bool:
-        self.canceled.append(provider_job_id)
-        return self.can_cancel
-
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
         self.calls.append("status")
         answer = self.statuses.pop(0) if self.statuses else StatusResult(ProviderState.RUNNING, progress=50)
@@ -74,7 +70,8 @@ class ScriptedProvider(VideoProvider):
 
     async def cancel(self, provider_job_id: str, ctx: JobContext) -> bool:
         self.calls.append("cancel")
-        return True
+        self.canceled.append(provider_job_id)
+        return self.can_cancel
 
     async def fetch(self, result_url: str, dest: Path, ctx: JobContext, *, max_bytes: int) -> int:
         self.calls.append("fetch")
@@ -467,7 +464,7 @@ async def test_a_step_outlasting_a_2s_lease_runs_once(store: Store, tmp_path: Pa
     provider.statuses = [StatusResult(ProviderState.SUCCEEDED, result_url="https://cdn.example/v.mp4")]
     registry = ProviderRegistry(settings, instances={"scripted": provider})
     notifier = SlowNotifier(5.0)
-    workers = [Poller(store, registry, settings, notifier=notifier, secrets=SecretBox("k"), owner=name)
+    workers = [Poller(store, registry, settings, notifier=notifier, secrets=SecretBox("k" * 32), owner=name)
                for name in ("w1", "w2")]
     request = parse_request("kling", prompt="a fox")
     [job] = await store.jobs.create([NewJob(user_id=1, model="kling", provider="scripted",
