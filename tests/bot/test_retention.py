@@ -67,6 +67,7 @@ async def test_orphan_files_of_canceled_or_unknown_jobs_are_removed(store: Store
         [NewJob(user_id=1, model="kling", provider="simulated", request_json="{}", price=1) for _ in range(2)],
         now=NOW)
     await store.jobs.update(canceled.id, state=JobState.CANCELED, error_code="canceled", now=NOW)
+    await store.jobs.update(running.id, state=JobState.SUBMITTING, now=NOW)
     await store.jobs.update(running.id, state=JobState.SUBMITTED, now=NOW)
     delivered = await finished_job(store, tmp_path, JobState.DELIVERED, NOW)
     for name in (f"job{canceled.id}.mp4", f"job{running.id}.mp4", "job99999.mp4", "notes.txt"):

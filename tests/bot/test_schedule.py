@@ -196,6 +196,8 @@ async def test_a_render_running_half_an_hour_is_kept_until_it_finishes(store: St
         assert len(fake.requests_to("/cancel", "POST")) == 1  # canceled at the provider, then refunded
         kinds = [e.kind for e in await store.ledger.entries_for_job(job.id)]
         assert kinds == [LedgerKind.RESERVE, LedgerKind.REFUND]
+        for row in await store.jobs.claim_outbox("w1", lease_seconds=300, now=clock.now):
+            await poller.run_outbox(row)  # the notice owed with the failure (the outbox)
         assert notifier.endings == [(job.id, "render_timeout")]
     finally:
         await provider.aclose()
