@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.faults import crash_point
 from bot.poller import Poller
 from bot.pricing import current_prices
-from bot.providers.base import JobContext, ProviderError
+from bot.providers.base import JobContext
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, SoraRequest, request_from_json
 from storage import Job, JobState, NewJob, Store
@@ -145,13 +145,13 @@ class VideoService:
         self.poller.wake()
         return Created(jobs=jobs, balance=balance)
 
-    async def acknowledged(self, jobs: list[Job], message_id: int | None = None) -> None:
+    async def acknowledged(self, jobs: list[Job]) -> None:
         """The command's answer went out: from now on workers may edit it and send follow-ups.
 
         Discord refuses a webhook used before the interaction was acknowledged, and in the
         gateway/worker split a worker can reach a new job before the gateway has answered.
         """
-        await self.store.jobs.acknowledge([job.id for job in jobs], message_id=message_id)
+        await self.store.jobs.acknowledge([job.id for job in jobs])
 
     def cancel_terms(self, job: Job) -> CancelTerms:
         """What a cancel of this job would cost, said before the user confirms (issue 12: no free renders)."""

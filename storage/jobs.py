@@ -286,17 +286,12 @@ class JobStore:
         if await self.renew_lease(job_id, owner, lease_seconds=lease_seconds, now=now) != "held":
             raise LeaseLost(job_id)
 
-    async def acknowledge(self, job_ids: Sequence[int], *, message_id: int | None = None,
-                          now: float | None = None) -> None:
+    async def acknowledge(self, job_ids: Sequence[int], *, now: float | None = None) -> None:
         """Record that the command's answer was sent: only now may workers use the interaction's webhook."""
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
             for job_id in job_ids:
-                await conn.execute(
-                    "UPDATE jobs SET acked_at = ?, response_message_id = COALESCE(response_message_id, ?)"
-                    " WHERE id = ? AND acked_at IS NULL",
-                    (now, message_id, job_id),
-                )
+                await conn.execute("UPDATE jobs SET acked_at = ? WHERE id = ? AND acked_at IS NULL", (now, job_id))
 
     async def update(
         self,

@@ -1,5 +1,5 @@
--- V5 (PostgreSQL twin): idempotent provider submits, acknowledged interactions, a transactional outbox.
--- Revises: V4 · 2026-11-27 · see the SQLite V5 for the why.
+-- V6 (PostgreSQL twin): idempotent provider submits, acknowledged interactions, a transactional outbox.
+-- Revises: V5 · 2026-11-27 · see the SQLite V6 for the why.
 
 ALTER TABLE jobs DROP CONSTRAINT jobs_state_check;
 ALTER TABLE jobs ADD CONSTRAINT jobs_state_check

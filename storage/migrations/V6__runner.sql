@@ -1,5 +1,5 @@
--- V5: idempotent provider submits, acknowledged interactions, a transactional outbox for notices.
--- Revises: V4 · 2026-11-27 · issue 13: a `submitting` state with a per-job request key (recovery finds
+-- V6: idempotent provider submits, acknowledged interactions, a transactional outbox for notices.
+-- Revises: V5 · 2026-11-27 · issue 13: a `submitting` state with a per-job request key (recovery finds
 -- the provider's task instead of submitting twice); `acked_at` (workers leave an interaction's webhook
 -- alone until its answer is recorded); `outbox` rows written in the same transaction as a job's end.
 -- SQLite cannot change a CHECK constraint in place: the jobs table is rebuilt (the migration runner
@@ -18,7 +18,6 @@ CREATE TABLE jobs_new (
     token_expires_at      REAL,
     upload_limit          INTEGER,                     -- the interaction's attachment_size_limit
     reference_url         TEXT,                        -- first-frame image to fetch before submitting
-    response_message_id   INTEGER,
     model                 TEXT    NOT NULL,
     provider              TEXT    NOT NULL,
     provider_model        TEXT,
@@ -41,7 +40,6 @@ CREATE TABLE jobs_new (
     result_bytes          INTEGER,
     delivered_message_id  INTEGER,
     delivered_channel_id  INTEGER,
-    delivery_nonce        TEXT,
     error_code            TEXT,
     error_message         TEXT,
     last_progress_edit_at REAL,
@@ -53,8 +51,8 @@ CREATE TABLE jobs_new (
     acked_at              REAL                         -- when the interaction's answer was recorded (NULL: not yet)
 );
 
-INSERT INTO jobs_new (id, user_id, guild_id, channel_id, is_dm, guild_installed, interaction_id, application_id, interaction_token, token_expires_at, upload_limit, reference_url, response_message_id, model, provider, provider_model, request_json, price, uses_own_key, parent_job_id, state, provider_job_id, submitted_at, progress, attempts, next_run_at, lease_owner, lease_expires_at, result_path, result_url, result_bytes, delivered_message_id, delivered_channel_id, delivery_nonce, error_code, error_message, last_progress_edit_at, created_at, updated_at, finished_at, compare_id, acked_at)
-    SELECT id, user_id, guild_id, channel_id, is_dm, guild_installed, interaction_id, application_id, interaction_token, token_expires_at, upload_limit, reference_url, response_message_id, model, provider, provider_model, request_json, price, uses_own_key, parent_job_id, state, provider_job_id, submitted_at, progress, attempts, next_run_at, lease_owner, lease_expires_at, result_path, result_url, result_bytes, delivered_message_id, delivered_channel_id, delivery_nonce, error_code, error_message, last_progress_edit_at, created_at, updated_at, finished_at, compare_id, created_at FROM jobs;
+INSERT INTO jobs_new (id, user_id, guild_id, channel_id, is_dm, guild_installed, interaction_id, application_id, interaction_token, token_expires_at, upload_limit, reference_url, model, provider, provider_model, request_json, price, uses_own_key, parent_job_id, state, provider_job_id, submitted_at, progress, attempts, next_run_at, lease_owner, lease_expires_at, result_path, result_url, result_bytes, delivered_message_id, delivered_channel_id, error_code, error_message, last_progress_edit_at, created_at, updated_at, finished_at, compare_id, acked_at)
+    SELECT id, user_id, guild_id, channel_id, is_dm, guild_installed, interaction_id, application_id, interaction_token, token_expires_at, upload_limit, reference_url, model, provider, provider_model, request_json, price, uses_own_key, parent_job_id, state, provider_job_id, submitted_at, progress, attempts, next_run_at, lease_owner, lease_expires_at, result_path, result_url, result_bytes, delivered_message_id, delivered_channel_id, error_code, error_message, last_progress_edit_at, created_at, updated_at, finished_at, compare_id, created_at FROM jobs;
 DROP TABLE jobs;
 ALTER TABLE jobs_new RENAME TO jobs;
 
