@@ -88,7 +88,9 @@ async def test_a_provider_that_fails_to_cancel_is_logged(harness: BotHarness, ca
         raise RuntimeError("provider cancel exploded")
 
     monkeypatch.setattr(bot.providers.get("simulated"), "cancel", broken_cancel)
-    interaction = await harness.invoke("/job cancel", user=server.alice, id=job.id)
+    ask = await harness.invoke("/job cancel", user=server.alice, id=job.id)
+    interaction = await harness.click(harness.response_message(ask), f"job:{job.id}:stop", user=server.alice)
     assert "canceled" in harness.ephemeral_text(interaction)
+    assert "charged" in harness.ephemeral_text(interaction)  # the stop was not confirmed: no free render
     [record] = [r for r in caplog.records if r.name == "bot.service" and f"job {job.id}" in r.getMessage()]
     assert record.levelno == logging.WARNING and record.exc_info and "exploded" in str(record.exc_info[1])
