@@ -27,7 +27,7 @@ from storage import CreditPolicy, Store
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.info", "cogs.video", "cogs.credits", "cogs.jobs", "cogs.keys", "cogs.settings")
+EXTENSIONS = ("cogs.info", "cogs.video", "cogs.credits", "cogs.jobs", "cogs.keys", "cogs.settings", "cogs.store")
 
 
 class VideoBot(commands.Bot):

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     # the render goes on and is paid for. Confirmed cancels and cancels before submission are free.
     cancel_charge_percent: int = Field(default=100, ge=0, le=100)
 
+    # Credits bought inside Discord (premium app SKUs): "SKU_ID:CREDITS,..." and "SKU_ID:DAILY_GRANT,..."
+    credit_packs: str | None = None
+    subscription_skus: str | None = None
+    entitlement_reconcile_seconds: float = Field(default=300.0, gt=0)  # re-list unconsumed purchases this often
+
     # Secrets at rest
     secret_key: SecretStr | None = None
 
@@ -149,6 +154,25 @@ class Settings(BaseSettings):
         if bad:
             raise ValueError(f"must be comma-separated Discord user ids; not an id: {bad[0]!r}")
         return ",".join(parts)
+
+    @field_validator("credit_packs", "subscription_skus")
+    @classmethod
+    def _sku_map(cls, value: str | None) -> str | None:
+        """`SKU_ID:AMOUNT,...`; a typo must stop the bot rather than sell a pack that credits nothing."""
+        if value is None or not value.strip():
+            return None
+        seen: set[str] = set()
+        for part in (part.strip() for part in value.split(",") if part.strip()):
+            sku, _, amount = part.partition(":")
+            sku, amount = sku.strip(), amount.strip()
+            if not sku.isdigit() or not 0 < int(sku) < 2**64:
+                raise ValueError(f"must be SKU_ID:AMOUNT pairs separated by commas; not a SKU id: {sku!r}")
+            if not amount.isdigit() or not 0 < int(amount) <= 1_000_000:
+                raise ValueError(f"must be SKU_ID:AMOUNT pairs; the amount for {sku} must be 1..1000000")
+            if sku in seen:
+                raise ValueError(f"SKU {sku} is listed twice")
+            seen.add(sku)
+        return value
 
     @field_validator("secret_key")
     @classmethod
@@ -232,6 +256,14 @@ class Settings(BaseSettings):
         return [name.upper() for name in ("admin_guild_ids", "admin_role_id")
                 if (getattr(self, name) or "").strip()]
 
+    def credit_pack_map(self) -> dict[int, int]:
+        """CREDIT_PACKS as {sku id: credits}, in the order written (the order of the buy buttons)."""
+        return _sku_pairs(self.credit_packs)
+
+    def subscription_map(self) -> dict[int, int]:
+        """SUBSCRIPTION_SKUS as {sku id: daily grant while subscribed}."""
+        return _sku_pairs(self.subscription_skus)
+
     def shard_id_list(self) -> list[int] | None:
         if not self.shard_ids:
             return None
@@ -249,6 +281,11 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
         return level
+
+
+def _sku_pairs(value: str | None) -> dict[int, int]:
+    pairs = (part.split(":") for part in (value or "").split(",") if part.strip())
+    return {int(sku): int(amount) for sku, amount in pairs}
 
 
 def default_worker_id() -> str:

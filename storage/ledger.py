@@ -77,9 +77,10 @@ async def _grants(conn: Tx, user_id: int, policy: CreditPolicy, now: float) -> N
     if policy.start_balance:
         await append(conn, user_id=user_id, kind=LedgerKind.GRANT, amount=policy.start_balance,
                      key=f"start:{user_id}", now=now, reason="welcome credits")
-    if policy.daily_grant:
+    daily = policy.daily_grant_for(user_id)
+    if daily:
         day = utc_day(now)
-        await append(conn, user_id=user_id, kind=LedgerKind.DAILY, amount=policy.daily_grant,
+        await append(conn, user_id=user_id, kind=LedgerKind.DAILY, amount=daily,
                      key=f"daily:{user_id}:{day}", now=now, reason=f"daily grant {day}")
 
 
@@ -109,6 +110,39 @@ class Ledger:
                                    now=now, actor_id=actor_id, reason=reason)
             balance = await ensure_user(conn, user_id, self.policy, now)
         return applied, balance
+
+    async def credit_purchase(self, user_id: int, amount: int, *, key: str, refund_key: str, reason: str,
+                              now: float | None = None) -> bool:
+        """Credit a purchase once per `key`; never after its refund (`refund_key`) was recorded. True if applied."""
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            await ensure_user(conn, user_id, self.policy, now, lock=self.db.dialect == "postgres")
+            if await conn.fetchone("SELECT id FROM ledger WHERE idempotency_key = ?", (refund_key,)):
+                return False
+            return await append(conn, user_id=user_id, kind=LedgerKind.ADJUST, amount=amount, key=key, now=now,
+                                reason=reason)
+
+    async def take_back_purchase(self, user_id: int, *, grant_key: str, key: str, shortfall_key: str,
+                                 reason: str, now: float | None = None) -> tuple[int, int] | None:
+        """Undo a refunded purchase's credit, never below zero; (taken, shortfall), or None if already done.
+
+        What the user has already spent cannot be taken: it is recorded as a zero-amount entry naming the
+        unrecovered credits (`shortfall_key`). A refund of a purchase never credited records a zero entry under
+        `key`, so a late ENTITLEMENT_CREATE for it credits nothing.
+        """
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            balance = await ensure_user(conn, user_id, self.policy, now, lock=self.db.dialect == "postgres")
+            granted = await conn.fetchone("SELECT amount FROM ledger WHERE idempotency_key = ?", (grant_key,))
+            owed = int(granted["amount"]) if granted else 0
+            taken = min(owed, max(balance, 0))
+            if not await append(conn, user_id=user_id, kind=LedgerKind.ADJUST, amount=-taken, key=key, now=now,
+                                reason=reason):
+                return None
+            if owed > taken:
+                await append(conn, user_id=user_id, kind=LedgerKind.ADJUST, amount=0, key=shortfall_key, now=now,
+                             reason=f"{reason}: {owed - taken} credits already spent, not recovered")
+        return taken, owed - taken
 
     async def history(self, user_id: int, *, limit: int = 10) -> list[LedgerEntry]:
         rows = await self.db.fetchall(

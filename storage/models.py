@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -284,6 +284,13 @@ class CreditPolicy:
     max_concurrent_jobs: int = 2
     daily_spend_limit: int | None = None  # credits across all users per UTC day, net of refunds
     new_account_min_days: float = 0.0  # younger Discord accounts get no welcome or daily grant yet
+    # Subscribers' daily grants, {user id: credits}: kept current by the bot from Discord's entitlements.
+    # The dict is shared and mutated in place (the policy itself stays frozen).
+    subscriber_daily: dict[int, int] = field(default_factory=dict, hash=False, compare=False)
+
+    def daily_grant_for(self, user_id: int) -> int:
+        """Today's grant for this user: their subscription's, else the everyone's DAILY_GRANT."""
+        return self.subscriber_daily.get(user_id, self.daily_grant)
 
     def grants_from(self, user_id: int) -> float:
         """When the account is old enough for grants (unix seconds), from the creation time in its id.

@@ -43,6 +43,8 @@ def snapshot(world: World) -> dict[str, Any]:
                                               for role_id, role in guild.roles.items()]}
                    for guild in world.guilds.values()],
         "team_members": world.team_members,
+        "skus": list(world.skus.values()),
+        "entitlements": list(world.entitlements.values()),
         "channels": [asdict(channel) for channel in world.channels.values()],
         "messages": {str(channel_id): messages for channel_id, messages in world.messages.items()},
         "created_at": world.created_at,
@@ -85,6 +87,8 @@ def restore(world: World, data: dict[str, Any], attachments: Path) -> None:
         commands, files
     world.created_at = dict(data["created_at"])
     world.team_members = data.get("team_members")
+    world.skus = {int(sku["id"]): sku for sku in data.get("skus", [])}
+    world.entitlements = {int(e["id"]): e for e in data.get("entitlements", [])}
     world.saved_base_url = str(data.get("base_url") or "")
 
 

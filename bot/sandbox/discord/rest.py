@@ -14,7 +14,7 @@ from aiohttp import web
 from bot.sandbox.discord.constants import JSON, NONCE_MAX_LENGTH, NONCE_WINDOW, TIER_LIMITS, Channel
 from bot.sandbox.discord.interactions import Interactions
 from bot.sandbox.discord.rules import DiscordError, UploadedFile, invalid_form
-from bot.sandbox.discord.world import World
+from bot.sandbox.discord.world import ENTITLEMENT_TEST_MODE_PURCHASE, World
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -109,6 +109,12 @@ class Rest:
                 ("GET", r"/users/(\d+)", self.get_user),
                 ("GET", r"/guilds/(\d+)", self.get_guild),
                 ("GET", r"/guilds/(\d+)/members/(\d+)", self.get_member),
+                ("GET", r"/applications/(\d+)/skus", self.list_skus),
+                ("GET", r"/applications/(\d+)/entitlements", self.list_entitlements),
+                ("POST", r"/applications/(\d+)/entitlements", self.create_test_entitlement),
+                ("GET", r"/applications/(\d+)/entitlements/(\d+)", self.get_entitlement),
+                ("DELETE", r"/applications/(\d+)/entitlements/(\d+)", self.delete_test_entitlement),
+                ("POST", r"/applications/(\d+)/entitlements/(\d+)/consume", self.consume_entitlement),
             ]]
 
     def inject(self, route: str, *, status: int, times: int = 1, retry_after: float = 1.0,
@@ -297,3 +303,64 @@ class Rest:
         if int(user_id) != self.world.app_id and int(user_id) not in guild.members:
             raise DiscordError(404, 10007, "Unknown Member")
         return self.world.member_payload(int(guild_id), int(user_id))
+
+    # -- monetization: SKUs and entitlements ---------------------------------------------------
+
+    def _own_app(self, app: str) -> None:
+        if int(app) != self.world.app_id:
+            raise DiscordError(403, 50001, "Missing Access")
+
+    async def entitlement_event(self, event: str, entitlement: dict[str, Any]) -> None:
+        """ENTITLEMENT_CREATE / UPDATE / DELETE to the bot's gateway, as Discord sends them."""
+        await self.interactions.gateway.broadcast(event, dict(entitlement))
+
+    async def list_skus(self, request: web.Request, body: Any, files: Any, app: str) -> Any:
+        self._own_app(app)
+        return list(self.world.skus.values())
+
+    async def list_entitlements(self, request: web.Request, body: Any, files: Any, app: str) -> Any:
+        """The spec's filters: user_id, sku_ids (comma-separated), before/after/limit, exclude_ended/deleted."""
+        self._own_app(app)
+        query = request.query
+
+        def flag(name: str, default: bool) -> bool:
+            return query[name].lower() in ("1", "true") if name in query else default
+
+        sku_ids = {int(part) for part in query.get("sku_ids", "").split(",") if part.strip()}
+        return self.world.list_entitlements(
+            user_id=int(query["user_id"]) if "user_id" in query else None, sku_ids=sku_ids or None,
+            before=int(query["before"]) if "before" in query else None,
+            after=int(query["after"]) if "after" in query else None, limit=int(query.get("limit", 100)),
+            exclude_ended=flag("exclude_ended", False), exclude_deleted=flag("exclude_deleted", True))
+
+    async def get_entitlement(self, request: web.Request, body: Any, files: Any, app: str, entitlement: str) -> Any:
+        self._own_app(app)
+        return self.world.entitlement(entitlement)
+
+    async def create_test_entitlement(self, request: web.Request, body: Any, files: Any, app: str) -> Any:
+        """A test entitlement for a user (owner_type 2); guild-owned ones (1) are not modelled."""
+        self._own_app(app)
+        body = body or {}
+        if int(body.get("owner_type") or 0) != 2:
+            raise invalid_form({"owner_type": "Only user-owned (2) test entitlements are supported here."})
+        entitlement = self.world.grant_entitlement(int(body.get("owner_id") or 0), int(body.get("sku_id") or 0),
+                                                   kind=ENTITLEMENT_TEST_MODE_PURCHASE)
+        await self.entitlement_event("ENTITLEMENT_CREATE", entitlement)
+        return entitlement
+
+    async def delete_test_entitlement(self, request: web.Request, body: Any, files: Any, app: str,
+                                      entitlement_id: str) -> Any:
+        """Only test entitlements can be deleted through the API (a real purchase is refunded by Discord)."""
+        self._own_app(app)
+        if self.world.entitlement(entitlement_id)["type"] != ENTITLEMENT_TEST_MODE_PURCHASE:
+            raise DiscordError(403, 50001, "Missing Access")
+        entitlement = self.world.delete_entitlement(entitlement_id)
+        await self.entitlement_event("ENTITLEMENT_DELETE", entitlement)
+        return web.Response(status=204)
+
+    async def consume_entitlement(self, request: web.Request, body: Any, files: Any, app: str,
+                                  entitlement_id: str) -> Any:
+        self._own_app(app)
+        entitlement = self.world.consume_entitlement(entitlement_id)
+        await self.entitlement_event("ENTITLEMENT_UPDATE", entitlement)
+        return web.Response(status=204)

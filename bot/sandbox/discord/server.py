@@ -23,7 +23,7 @@ from bot.sandbox.discord.interactions import Interactions
 from bot.sandbox.discord.persist import WorldStore, rebase_urls
 from bot.sandbox.discord.rest import Fault, Recorded, Rest
 from bot.sandbox.discord.rules import UploadedFile
-from bot.sandbox.discord.world import Interaction, Payload, World
+from bot.sandbox.discord.world import ENTITLEMENT_TEST_MODE_PURCHASE, Interaction, Payload, World
 
 
 class LoopbackDiscord(World):
@@ -87,6 +87,24 @@ class LoopbackDiscord(World):
 
     async def submit_modal(self, custom_id: str, values: dict[str, Any], *, user: int, channel: int) -> Interaction:
         return await self.interactions_api.submit_modal(custom_id, values, user=user, channel=channel)
+
+    async def purchase(self, user: int, sku: int, *, test: bool = False) -> Payload:
+        """`user` buys `sku` in the client: a new entitlement, and ENTITLEMENT_CREATE to the bot if connected."""
+        entitlement = self.grant_entitlement(user, sku, kind=ENTITLEMENT_TEST_MODE_PURCHASE if test else None)
+        await self.rest.entitlement_event("ENTITLEMENT_CREATE", entitlement)
+        return entitlement
+
+    async def refund(self, entitlement_id: int | str) -> Payload:
+        """Discord refunds a purchase: the entitlement is deleted and ENTITLEMENT_DELETE goes to the bot."""
+        entitlement = self.delete_entitlement(entitlement_id)
+        await self.rest.entitlement_event("ENTITLEMENT_DELETE", entitlement)
+        return entitlement
+
+    async def end_subscription(self, entitlement_id: int | str) -> Payload:
+        """A subscription lapses: `ends_at` becomes now and ENTITLEMENT_UPDATE goes to the bot."""
+        entitlement = self.end_entitlement(entitlement_id)
+        await self.rest.entitlement_event("ENTITLEMENT_UPDATE", entitlement)
+        return entitlement
 
     async def broadcast(self, event: str, data: dict[str, Any]) -> None:
         await self.gateway.broadcast(event, data)

@@ -83,6 +83,10 @@ class ChannelState:
     owner_id: int | None = None  # group DMs
 
 
+SKU_CONSUMABLE, SKU_SUBSCRIPTION = 3, 5  # Discord's SKU types (DURABLE = 2, SUBSCRIPTION_GROUP = 6)
+ENTITLEMENT_PURCHASE, ENTITLEMENT_TEST_MODE_PURCHASE, ENTITLEMENT_APPLICATION_SUBSCRIPTION = 1, 4, 8
+
+
 class StoredFile(NamedTuple):
     data: bytes
     content_type: str
@@ -161,6 +165,8 @@ class World:
         self.commands: dict[int | None, list[Payload]] = {None: []}
         self.created_at: dict[str, float] = {}  # message id -> Discord clock time (nonce window)
         self.team_members: list[int] | None = None  # set: the application belongs to a team of these users
+        self.skus: dict[int, Payload] = {}  # the application's SKUs (monetization), as GET /skus serves them
+        self.entitlements: dict[int, Payload] = {}  # every entitlement ever granted, deleted ones included
         # A default world: one guild with #general, three people (one of them an admin).
         self.admin = self.add_user("admin")
         self.alice = self.add_user("alice")
@@ -319,6 +325,96 @@ class World:
             "system_channel_flags": 0, "preferred_locale": "en-US", "premium_subscription_count": 0,
             "joined_at": iso(self.clock()),
         }
+
+    # -- monetization: SKUs and entitlements --------------------------------------------------
+
+    def add_sku(self, name: str, *, kind: int = SKU_CONSUMABLE, sku_id: int | None = None) -> int:
+        """A published SKU of the application (consumable packs are type 3, subscriptions type 5)."""
+        sku_id = sku_id or self.new_id()
+        self.skus[sku_id] = {"id": str(sku_id), "type": kind, "application_id": str(self.app_id), "name": name,
+                             "slug": name.lower().replace(" ", "-"), "flags": 4 if kind == SKU_CONSUMABLE else 128}
+        self.changed()
+        return sku_id
+
+    def grant_entitlement(self, user_id: int, sku_id: int, *, kind: int | None = None,
+                          ends_at: float | None = None) -> Payload:
+        """A user bought `sku_id` (or a test entitlement was made): the entitlement Discord would create."""
+        sku = self.skus.get(sku_id)
+        if sku is None:
+            raise DiscordError(404, 10097, "Unknown SKU")
+        if user_id not in self.users:
+            raise DiscordError(404, 10013, "Unknown User")
+        if kind is None:
+            kind = ENTITLEMENT_APPLICATION_SUBSCRIPTION if sku["type"] == SKU_SUBSCRIPTION else ENTITLEMENT_PURCHASE
+        entitlement_id = self.new_id()
+        now = self.clock()
+        entitlement: Payload = {
+            "id": str(entitlement_id), "sku_id": str(sku_id), "application_id": str(self.app_id),
+            "user_id": str(user_id), "type": kind, "deleted": False, "consumed": False,
+            "starts_at": iso(now) if sku["type"] == SKU_SUBSCRIPTION else None,
+            "ends_at": iso(ends_at) if ends_at is not None else None, "guild_id": None}
+        self.entitlements[entitlement_id] = entitlement
+        self.events.publish({"type": "entitlement_create", "entitlement": entitlement})
+        return entitlement
+
+    def entitlement(self, entitlement_id: int | str) -> Payload:
+        try:
+            return self.entitlements[int(entitlement_id)]
+        except (KeyError, ValueError):
+            raise DiscordError(404, 10029, "Unknown Entitlement") from None
+
+    def consume_entitlement(self, entitlement_id: int | str) -> Payload:
+        """Mark a consumable one-time purchase used; Discord refuses other SKU types and a second consume."""
+        entitlement = self.entitlement(entitlement_id)
+        sku = self.skus.get(int(entitlement["sku_id"]))
+        if entitlement["deleted"]:
+            raise DiscordError(404, 10029, "Unknown Entitlement")
+        if sku is None or sku["type"] != SKU_CONSUMABLE:
+            raise DiscordError(400, 40074, "Entitlement is not consumable")
+        if entitlement["consumed"]:
+            raise DiscordError(400, 40073, "Entitlement already consumed")
+        entitlement["consumed"] = True
+        self.events.publish({"type": "entitlement_update", "entitlement": entitlement})
+        return entitlement
+
+    def delete_entitlement(self, entitlement_id: int | str) -> Payload:
+        """A refund (or a test entitlement removed): the entitlement stays listed with `deleted: true`."""
+        entitlement = self.entitlement(entitlement_id)
+        if entitlement["deleted"]:
+            raise DiscordError(404, 10029, "Unknown Entitlement")
+        entitlement["deleted"] = True
+        self.events.publish({"type": "entitlement_delete", "entitlement": entitlement})
+        return entitlement
+
+    def end_entitlement(self, entitlement_id: int | str) -> Payload:
+        """A subscription's period ran out without renewal: `ends_at` is now (an ENTITLEMENT_UPDATE)."""
+        entitlement = self.entitlement(entitlement_id)
+        entitlement["ends_at"] = iso(self.clock())
+        self.events.publish({"type": "entitlement_update", "entitlement": entitlement})
+        return entitlement
+
+    def list_entitlements(self, *, user_id: int | None = None, sku_ids: set[int] | None = None,
+                          before: int | None = None, after: int | None = None, limit: int = 100,
+                          exclude_ended: bool = False, exclude_deleted: bool = True) -> list[Payload]:
+        """GET /applications/{app}/entitlements, oldest first (as Discord pages it), with the spec's filters."""
+        now = self.clock()
+        chosen = []
+        for entitlement_id, entitlement in sorted(self.entitlements.items()):
+            if user_id is not None and entitlement["user_id"] != str(user_id):
+                continue
+            if sku_ids and int(entitlement["sku_id"]) not in sku_ids:
+                continue
+            if exclude_deleted and entitlement["deleted"]:
+                continue
+            ends_at = entitlement.get("ends_at")
+            if exclude_ended and ends_at and datetime.fromisoformat(ends_at).timestamp() <= now:
+                continue
+            if (before is not None and entitlement_id >= before) or (after is not None and entitlement_id <= after):
+                continue
+            chosen.append(entitlement)
+        limit = max(1, min(100, limit))
+        # Ascending either way; `before` pages backwards, so it gets the newest `limit` before that id.
+        return chosen[-limit:] if before is not None and after is None else chosen[:limit]
 
     # -- access --------------------------------------------------------------------------------
 
