@@ -45,13 +45,14 @@ def upload_limit(interaction: discord.Interaction) -> int:
         return 10 * 1024 * 1024
 
 
-async def refuse(interaction: discord.Interaction, message: str) -> None:
-    """An ephemeral error; nothing was charged when this is called."""
+async def refuse(interaction: discord.Interaction, message: str, *, view: discord.ui.View | None = None) -> None:
+    """An ephemeral error; nothing was charged when this is called. `view`: e.g. buy buttons."""
     embed = discord.Embed(description=f"⚠️ {message}", colour=discord.Colour.orange())
+    extra = {"view": view} if view is not None else {}
     if interaction.response.is_done():
-        await interaction.followup.send(embed=embed, ephemeral=True)
+        await interaction.followup.send(embed=embed, ephemeral=True, **extra)
     else:
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await interaction.response.send_message(embed=embed, ephemeral=True, **extra)
 
 
 async def ask_cancel(interaction: discord.Interaction, service: VideoService, job: Job) -> None:

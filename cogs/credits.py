@@ -18,6 +18,7 @@ from discord.ext import commands
 from bot import catalogue, ui
 from bot.pricing import LEGACY_KEYS, current_prices, legacy_key, price_lines
 from cogs._shared import refuse
+from cogs.store import buy_view
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -59,10 +60,13 @@ class Credits(commands.Cog):
             for entry in entries:
                 when = datetime.fromtimestamp(entry.created_at, tz=UTC).strftime("%m-%d %H:%M")
                 what = KIND_WORDS[entry.kind.value] + (f" job #{entry.job_id}" if entry.job_id else "")
+                if entry.kind.value == "adjust" and entry.actor_id is None:  # bought in Discord, or refunded
+                    what = "bought" if entry.amount > 0 else "purchase refunded"
                 amount = f"{entry.amount:+d}" if entry.amount else "±0"
                 lines.append(f"`{when}` {amount} {what}")
             embed.add_field(name="Recent", value="\n".join(lines), inline=False)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        buy = buy_view(self.bot.settings)  # premium buttons (sku_id) for the CREDIT_PACKS; none when unset
+        await interaction.response.send_message(embed=embed, ephemeral=True, **({"view": buy} if buy else {}))
 
     @app_commands.command(name="credits-grant", description="Bot operators: give (or take, if negative) credits.")
     @app_commands.describe(user="Who gets the credits", amount="Credits to add (negative to remove)",

@@ -34,6 +34,7 @@ from bot.requests import (
 )
 from bot.service import NoOwnKey
 from cogs._shared import ask_cancel, cancel_and_reply, guild_refusal, invocation, refuse, upload_limit
+from cogs.store import buy_view
 from storage import Compare, ConcurrencyLimit, DailySpendLimit, InsufficientCredits, Job, MemberDailyCap
 
 if TYPE_CHECKING:
@@ -111,14 +112,17 @@ class Video(commands.Cog):
                 compare=compare,
             )
         except InsufficientCredits as short:
+            buy = buy_view(self.bot.settings)  # premium buttons for the CREDIT_PACKS, if any are for sale
             if short.grants_from is not None:
                 await refuse(interaction, f"This costs {short.price} credits but you have {short.balance}. "
                                           "Free credits start once your Discord account is "
                                           f"{_days(self.bot.settings.new_account_min_days)} old: "
-                                          f"<t:{int(short.grants_from)}:f> (<t:{int(short.grants_from)}:R>).")
+                                          f"<t:{int(short.grants_from)}:f> (<t:{int(short.grants_from)}:R>).",
+                             view=buy)
             else:
                 await refuse(interaction, f"This costs {short.price} credits but you have {short.balance}. "
-                                          "You get a daily grant; see `/credits`.")
+                                          "You get a daily grant; see `/credits`."
+                                          + (" Or buy credits below." if buy else ""), view=buy)
             return
         except ConcurrencyLimit as cap:
             where = " in this server" if cap.guild else ""

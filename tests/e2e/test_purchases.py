@@ -211,3 +211,41 @@ async def test_loopback_entitlement_rules_through_discord_py(harness: BotHarness
     await until(lambda: real["consumed"])
     with pytest.raises(discord.Forbidden):
         await bot.http.delete_entitlement(bot.application_id, real["id"])
+
+
+def premium_buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [component for row in message["components"] for component in row.get("components", [])
+            if component.get("style") == 6]
+
+
+@pytest.mark.settings(**PACKS, start_balance=0, daily_grant=0)
+async def test_premium_buttons_on_credits_and_on_an_out_of_credits_refusal(harness: BotHarness) -> None:
+    server, bot = harness.server, harness.bot
+    assert bot is not None
+    skus(harness)
+    credits = await harness.invoke("/credits", user=server.alice)
+    buttons = premium_buttons(harness.response_message(credits))
+    assert [b["sku_id"] for b in buttons] == [str(PACK), str(BIG_PACK)]
+    assert all("custom_id" not in b and "label" not in b for b in buttons)
+    short = await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="y")
+    assert "costs 10 credits but you have 0" in harness.ephemeral_text(short)
+    assert [b["sku_id"] for b in premium_buttons(harness.response_message(short))] == [str(PACK), str(BIG_PACK)]
+    # Buying from the refusal's button, then trying again, works.
+    entitlement = await server.purchase(server.alice, PACK)
+    await until(lambda: entitlement["consumed"])
+    again = await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="y")
+    assert not harness.response_message(again)["flags"] & 64
+    assert await bot.store.ledger.balance(server.alice) == 40
+    bought = await harness.invoke("/credits", user=server.alice)
+    assert "bought" in harness.response_message(bought)["embeds"][0]["fields"][-1]["value"]
+
+
+@pytest.mark.settings(start_balance=0, daily_grant=0)
+async def test_no_buttons_without_packs(harness: BotHarness) -> None:
+    server = harness.server
+    credits = await harness.invoke("/credits", user=server.alice)
+    assert harness.response_message(credits)["components"] == []
+    short = await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="y")
+    assert "costs 10 credits but you have 0" in harness.ephemeral_text(short)
+    assert "buy" not in harness.ephemeral_text(short).lower()
+    assert harness.response_message(short)["components"] == []
