@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from discord import app_commands
 
-from bot.sandbox.discord import LoopbackDiscord
+from bot.sandbox.discord import DiscordError, LoopbackDiscord
 from bot.sandbox.discord.constants import Channel, Flag
 from bot.web import serve_video
 
@@ -56,6 +56,7 @@ class Console:
         app.router.add_post("/api/invoke", self._invoke)
         app.router.add_post("/api/click", self._click)
         app.router.add_post("/api/modal", self._modal)
+        app.router.add_post("/api/buy", self._buy)
         app.router.add_get("/api/events", self._events)
         app.router.add_get("/videos/{name}", self._video)
         self._runner = web.AppRunner(app, access_log=None)
@@ -95,6 +96,7 @@ class Console:
             "bot_name": server.bot_user["username"],
             "commands": server.registered_commands(server.guild),
             "balances": balances,
+            "skus": list(server.skus.values()),
         })
 
     def _defaults(self) -> dict[str, dict[str, Any]]:
@@ -162,6 +164,17 @@ class Console:
         except KeyError as error:
             return web.json_response({"error": str(error)}, status=400)
         return web.json_response({"interaction_id": str(interaction.id)})
+
+    async def _buy(self, request: web.Request) -> web.Response:
+        """A premium button pressed: the pretend user buys the SKU (a test entitlement, as the dev portal makes)."""
+        body = await request.json()
+        try:
+            entitlement = await self.server.purchase(int(body["user_id"]), int(body["sku_id"]), test=True)
+        except (KeyError, ValueError, TypeError) as error:
+            return web.json_response({"error": f"cannot buy that: {error}"}, status=400)
+        except DiscordError as error:
+            return web.json_response({"error": error.message}, status=error.status)
+        return web.json_response({"entitlement_id": entitlement["id"]})
 
     async def _modal(self, request: web.Request) -> web.Response:
         body = await request.json()

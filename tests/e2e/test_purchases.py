@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
 
 from bot.sandbox.discord import DiscordError
 from bot.sandbox.discord.world import SKU_SUBSCRIPTION
+from bot.sandbox.run import start_sandbox
 from tests.e2e.harness import BotHarness
+from tests.e2e.test_sandbox_restart import sandbox_settings, stop
 
 PACK, BIG_PACK, SUB = 1_111_111_111_111_111_11, 2_222_222_222_222_222_22, 3_333_333_333_333_333_33
 PACKS = {"credit_packs": f"{PACK}:50,{BIG_PACK}:500", "subscription_skus": f"{SUB}:100"}
@@ -249,3 +253,31 @@ async def test_no_buttons_without_packs(harness: BotHarness) -> None:
     assert "costs 10 credits but you have 0" in harness.ephemeral_text(short)
     assert "buy" not in harness.ephemeral_text(short).lower()
     assert harness.response_message(short)["components"] == []
+
+
+async def test_console_buy_creates_a_test_entitlement_that_the_sandbox_bot_credits(tmp_path: Path) -> None:
+    """The sandbox sells packs out of the box; a premium button in the console buys one for the pretend user."""
+    settings = sandbox_settings(tmp_path / "data")
+    server, console, bot, task = await start_sandbox(settings)
+    try:
+        before = await bot.store.ledger.balance(server.alice)
+        credits = await server.invoke("/credits", user=server.alice, channel=server.general)
+        await credits.wait_response()
+        message = next(m for m in server.messages[server.general] if m["id"] == str(credits.original_message_id))
+        [first, *_] = premium_buttons(message)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{console.url}/api/state") as response:
+                state = await response.json()
+            assert first["sku_id"] in {sku["id"] for sku in state["skus"]}
+            async with http.post(f"{console.url}/api/buy",
+                                 json={"user_id": str(server.alice), "sku_id": first["sku_id"]}) as response:
+                assert response.status == 200
+                entitlement = server.entitlements[int((await response.json())["entitlement_id"])]
+            async with http.post(f"{console.url}/api/buy",
+                                 json={"user_id": str(server.alice), "sku_id": "12345"}) as response:
+                assert response.status == 404  # an unknown SKU: a clear error, nothing bought
+        assert entitlement["type"] == 4  # a test entitlement, as the developer portal makes
+        await until(lambda: entitlement["consumed"])
+        assert await bot.store.ledger.balance(server.alice) == before + 100
+    finally:
+        await stop(server, console, bot, task)
