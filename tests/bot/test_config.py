@@ -132,3 +132,26 @@ def test_default_worker_id_is_host_and_pid(monkeypatch: pytest.MonkeyPatch, tmp_
     from bot.config import default_worker_id
 
     assert default_worker_id() == f"{socket.gethostname()}:{os.getpid()}"
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("CREDIT_PACKS", "123:50,abc:10"), ("CREDIT_PACKS", "123"), ("CREDIT_PACKS", "123:0"),
+    ("CREDIT_PACKS", "123:5,123:6"), ("SUBSCRIPTION_SKUS", "99:-1"),
+])
+def test_bad_sku_map_stops_the_start_naming_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                         variable: str, value: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    line = describe_validation_error(raised.value)
+    assert line.startswith(f"Invalid setting {variable}:") and "\n" not in line
+
+
+def test_sku_maps_parse_in_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CREDIT_PACKS", " 222:500 , 111:50")
+    monkeypatch.setenv("SUBSCRIPTION_SKUS", "")
+    settings = Settings()
+    assert list(settings.credit_pack_map().items()) == [(222, 500), (111, 50)]
+    assert settings.subscription_map() == {}
