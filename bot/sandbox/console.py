@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from discord import app_commands
 
+from bot import catalogue
 from bot.sandbox.discord import DiscordError, LoopbackDiscord
 from bot.sandbox.discord.constants import Channel, Flag
 from bot.web import serve_video
@@ -105,12 +106,18 @@ class Console:
         if self.bot is None:
             return {}
         defaults: dict[str, dict[str, Any]] = {}
+        models = catalogue.current()
         for command in self.bot.tree.walk_commands():
             if not isinstance(command, app_commands.Command):
                 continue
             values = {parameter.name: parameter.default for parameter in command.parameters
                       if not parameter.required and parameter.default is not None
                       and isinstance(parameter.default, str | int | float | bool)}
+            names = {parameter.name for parameter in command.parameters}
+            if command.qualified_name in models.families:  # model-dependent: show the family default model's
+                spec = models.default(command.qualified_name)
+                values.update({name: value for name, value in (("model", spec.id), ("duration", spec.duration_default))
+                               if name in names and name not in values})
             if values:
                 defaults[command.qualified_name] = values
         return defaults
