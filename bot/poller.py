@@ -31,7 +31,7 @@ from bot.config import Settings, default_worker_id
 from bot.crypto import SecretBox
 from bot.faults import crash_point
 from bot.providers.base import ErrorKind, JobContext, ProviderError, ProviderState, StatusResult, VideoProvider
-from bot.providers.registry import ProviderRegistry
+from bot.providers.registry import ProviderRegistry, provider_class
 from bot.requests import AnyRequest, request_from_json
 from bot.schedule import RenderKey, Schedule
 from storage import IllegalTransition, Job, JobNotFound, JobState, LeaseLost, OutboxRow, Store
@@ -170,6 +170,22 @@ class Poller:
     def wake(self) -> None:
         """Something changed (a job was created or a webhook arrived): re-read the schedule now."""
         self._wake.set()
+
+    async def nudge(self, provider: str, payload: dict[str, Any]) -> bool:
+        """A verified provider callback arrived: make its job due now. Whether a live job was woken.
+
+        Only a wake-up: the next step asks the provider itself (polling stays the source of truth).
+        ValueError (a reason fit for the caller's 400) when the payload names no provider job.
+        """
+        provider_job_ids = provider_class(provider).callback_job_ids(payload)
+        self.schedule.webhook_arrived(provider)  # verified: its jobs need few polls now
+        for provider_job_id in provider_job_ids:
+            job = await self.store.jobs.by_provider_job(provider, provider_job_id)
+            if job is not None and job.state in (JobState.SUBMITTED, JobState.RUNNING):
+                await self.store.jobs.update(job.id, next_run_at=time.time())
+                self.wake()
+                return True
+        return False
 
     def commands_arriving(self) -> None:
         """A slash command or button arrived; in a burst, job steps back off briefly (answers are due in 3 s)."""

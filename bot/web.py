@@ -13,7 +13,6 @@ import asyncio
 import hmac
 import json
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,15 +152,13 @@ class WebServer:
         except web.HTTPRequestEntityTooLarge:
             return None
 
-    async def _wake(self, provider: str, provider_job_ids: list[str]) -> bool:
-        self.bot.poller.schedule.webhook_arrived(provider)  # verified: its jobs need few polls now
-        for provider_job_id in provider_job_ids:
-            job = await self.bot.store.jobs.by_provider_job(provider, provider_job_id)
-            if job is not None and job.state in (JobState.SUBMITTED, JobState.RUNNING):
-                await self.bot.store.jobs.update(job.id, next_run_at=time.time())
-                self.bot.poller.wake()
-                return True
-        return False
+    async def _nudge(self, route: str, payload: dict[str, Any]) -> web.Response:
+        """Hand a verified callback to the poller; 400 when it names no provider job."""
+        try:
+            woke = await self.bot.poller.nudge(route, payload)
+        except ValueError as error:
+            return _refuse(route, 400, str(error))
+        return web.json_response({"ok": True, "woke": woke})
 
     async def replicate(self, request: web.Request) -> web.Response:
         secret = self.bot.settings.replicate_webhook_secret
@@ -177,14 +174,10 @@ class WebServer:
         prediction = _json_object(body)
         if prediction is None:
             return _refuse("replicate", 400, "body is not a JSON object")
-        prediction_id = prediction.get("id")
-        if not isinstance(prediction_id, str) or not prediction_id:
-            return _refuse("replicate", 400, "no prediction id")
         if not self.replays.first_time(message_id):
             log.info("replicate callback %s replayed; ignored", message_id[:64])
             return web.json_response({"ok": True, "woke": False, "replayed": True})
-        woke = await self._wake("replicate", [prediction_id])
-        return web.json_response({"ok": True, "woke": woke})
+        return await self._nudge("replicate", prediction)
 
     async def kling(self, request: web.Request) -> web.Response:
         if self.bot.settings.kling_secret_key is None:
@@ -198,9 +191,4 @@ class WebServer:
         data = _json_object(body)
         if data is None:
             return _refuse("kling", 400, "body is not a JSON object")
-        inner = data.get("data")
-        task_id = data.get("task_id") or (inner.get("task_id") if isinstance(inner, dict) else None)
-        if not isinstance(task_id, str | int) or isinstance(task_id, bool) or not str(task_id):
-            return _refuse("kling", 400, "no task id")
-        woke = await self._wake("kling", [f"text2video:{task_id}", f"image2video:{task_id}"])
-        return web.json_response({"ok": True, "woke": woke})
+        return await self._nudge("kling", data)

@@ -12,6 +12,7 @@ import mimetypes
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -118,6 +119,14 @@ class VideoProvider(abc.ABC):
     def expected_seconds(self, request: AnyRequest) -> tuple[float, float]:
         """How long a task usually takes here; the poller's backoff prior."""
         return request.typical_wait()
+
+    @classmethod
+    def callback_job_ids(cls, payload: dict[str, Any]) -> list[str]:
+        """The provider job ids a verified callback body may name (the adapter owns its id format).
+
+        ValueError (a user-facing reason) when the body names none; providers without callbacks name none.
+        """
+        raise ValueError(f"{cls.name} sends no callbacks")
 
     @abc.abstractmethod
     async def submit(self, ctx: JobContext) -> str:

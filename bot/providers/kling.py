@@ -249,6 +249,15 @@ class KlingProvider(VideoProvider):
                 return [f"{kind}:{data['task_id']}"]
         return []
 
+    @classmethod
+    def callback_job_ids(cls, payload: dict[str, Any]) -> list[str]:
+        """Kling's callback names the bare task id (top level or under `data`), not its kind: either may hold it."""
+        inner = payload.get("data")
+        task_id = payload.get("task_id") or (inner.get("task_id") if isinstance(inner, dict) else None)
+        if not isinstance(task_id, str | int) or isinstance(task_id, bool) or not str(task_id):
+            raise ValueError("no task id")
+        return [f"{kind}:{task_id}" for kind in KINDS]
+
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
         kind, sep, task_id = provider_job_id.partition(":")
         if not sep or kind not in KINDS:  # an id without its kind: the text endpoint is the default

@@ -21,6 +21,15 @@ PROVIDER_CLASSES: dict[str, tuple[str, str]] = {
 }
 
 
+def provider_class(name: str) -> type[VideoProvider]:
+    """The adapter class for a provider name, without building (or configuring) an instance."""
+    if name not in PROVIDER_CLASSES:
+        raise KeyError(f"unknown provider {name!r}")
+    module_name, class_name = PROVIDER_CLASSES[name]
+    cls: type[VideoProvider] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
 class ProviderRegistry:
     """The providers of one process."""
 
@@ -36,11 +45,7 @@ class ProviderRegistry:
 
     def get(self, name: str) -> VideoProvider:
         if name not in self._instances:
-            if name not in PROVIDER_CLASSES:
-                raise KeyError(f"unknown provider {name!r}")
-            module_name, class_name = PROVIDER_CLASSES[name]
-            cls = getattr(importlib.import_module(module_name), class_name)
-            self._instances[name] = cls(self.settings)
+            self._instances[name] = provider_class(name)(self.settings)
         return self._instances[name]
 
     async def aclose(self) -> None:

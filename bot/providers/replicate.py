@@ -83,6 +83,14 @@ class ReplicateProvider(VideoProvider):
     def model_id(self, request: AnyRequest) -> str:
         return configured_model_id(self.settings, self.name, request)
 
+    @classmethod
+    def callback_job_ids(cls, payload: dict[str, Any]) -> list[str]:
+        """A prediction callback is the prediction itself: its `id` is the provider job id."""
+        prediction_id = payload.get("id")
+        if not isinstance(prediction_id, str) or not prediction_id:
+            raise ValueError("no prediction id")
+        return [prediction_id]
+
     def _headers(self) -> dict[str, str]:
         token = self.settings.replicate_api_token
         if token is None:
