@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot import logcontext
@@ -17,8 +18,8 @@ from bot.poller import Poller
 from bot.pricing import current_prices
 from bot.providers.base import JobContext
 from bot.providers.registry import ProviderRegistry
-from bot.requests import AnyRequest, SoraRequest, request_from_json
-from storage import Job, JobState, NewJob, Store
+from bot.requests import AnyRequest, PriceTable, SoraRequest, request_from_json
+from storage import Compare, GuildSettings, Job, JobState, LedgerEntry, NewJob, SettingsChange, Store
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,17 @@ class CancelOutcome:
     stopped: bool
     refunded: int
     charged: int
+
+
+@dataclass(frozen=True)
+class CreditsView:
+    """What /credits shows one user."""
+
+    balance: int
+    granted_today: int
+    prices: PriceTable
+    grants_from: float  # unix seconds: free credits start once the account is this old
+    history: list[LedgerEntry]
 
 
 class NoOwnKey(Exception):
@@ -202,3 +214,70 @@ class VideoService:
         if not job.reference_url:
             return None
         return self.poller.reference_path(job.id).resolve().as_uri()
+
+    # -- plain reads and writes for the cogs (the cogs' only way to the store) ---------------
+
+    async def job(self, job_id: int) -> Job | None:
+        return await self.store.jobs.get(job_id)
+
+    async def jobs_for_user(self, user_id: int, *, limit: int = 10) -> list[Job]:
+        return await self.store.jobs.for_user(user_id, limit=limit)
+
+    async def prices(self) -> PriceTable:
+        return await current_prices(self.settings, self.store)
+
+    async def credits_view(self, user_id: int, *, history: int = 8) -> CreditsView:
+        """Balance (applying a due grant), today's grant, prices and recent ledger entries."""
+        return CreditsView(
+            balance=await self.store.ledger.balance(user_id),
+            granted_today=await self.store.ledger.granted_today(user_id),
+            prices=await self.prices(),
+            grants_from=self.store.policy.grants_from(user_id),
+            history=await self.store.ledger.history(user_id, limit=history),
+        )
+
+    async def adjust_credits(self, user_id: int, amount: int, *, actor_id: int, key: str,
+                             reason: str) -> tuple[bool, int]:
+        """An audited grant or removal; `key` makes a retried command apply once. (applied, balance)."""
+        return await self.store.ledger.adjust(user_id, amount, actor_id=actor_id, key=key, reason=reason)
+
+    async def set_price(self, key: str, credits: int, *, actor_id: int) -> PriceTable:
+        """Change one price (audited); the table now in force."""
+        await self.store.prices.set(key, credits, actor_id=actor_id)
+        return await self.prices()
+
+    async def store_own_key(self, user_id: int, provider: str, key: str) -> None:
+        """Keep a user's own API key, encrypted at rest."""
+        await self.store.keys.put(user_id, provider, self.poller.secrets.encrypt(key))
+
+    async def own_key_since(self, user_id: int, provider: str) -> float | None:
+        """When the user's key was stored, or None; the key itself never leaves the store here."""
+        stored = await self.store.keys.get(user_id, provider)
+        return None if stored is None else stored[1]
+
+    async def remove_own_key(self, user_id: int, provider: str) -> bool:
+        return await self.store.keys.delete(user_id, provider)
+
+    async def guild_rules(self, guild_id: int) -> GuildSettings:
+        return await self.store.guilds.get(guild_id)
+
+    async def update_guild_rules(self, guild_id: int, change: Callable[[GuildSettings], GuildSettings], *,
+                                 actor_id: int) -> tuple[GuildSettings, list[SettingsChange]]:
+        """Apply and audit a /settings change. Raises storage's SettingsError for an impossible one."""
+        return await self.store.guilds.update(guild_id, change, actor_id=actor_id)
+
+    async def guild_history(self, guild_id: int, *, limit: int = 5) -> list[SettingsChange]:
+        return await self.store.guilds.history(guild_id, limit=limit)
+
+    async def compare(self, compare_id: int) -> Compare | None:
+        return await self.store.jobs.get_compare(compare_id)
+
+    async def compare_jobs(self, compare_id: int) -> list[Job]:
+        return await self.store.jobs.compare_jobs(compare_id)
+
+    async def vote(self, compare_id: int, voter_id: int, winner: str, *, guild_id: int | None) -> bool:
+        """Record (or change) a vote; True when it is the voter's first on this pair."""
+        return await self.store.jobs.vote(compare_id, voter_id, winner, guild_id=guild_id)
+
+    async def vote_stats(self, guild_id: int | None = None) -> dict[str, int]:
+        return await self.store.jobs.vote_stats(guild_id)

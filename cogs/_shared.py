@@ -6,7 +6,7 @@ import discord
 
 from bot import ui
 from bot.service import Invocation, VideoService
-from storage import IllegalTransition, Job, Store
+from storage import IllegalTransition, Job
 
 
 def invocation(interaction: discord.Interaction) -> Invocation:
@@ -97,7 +97,7 @@ def rules_guild(interaction: discord.Interaction) -> int | None:
     return interaction.guild_id
 
 
-async def guild_refusal(interaction: discord.Interaction, store: Store, *, sora: bool) -> str | None:
+async def guild_refusal(interaction: discord.Interaction, service: VideoService, *, sora: bool) -> str | None:
     """Why this guild's settings forbid starting a job here (channel, Sora role), or None when allowed.
 
     The caps that need counting (daily spend, concurrency) are checked when credits are reserved.
@@ -105,7 +105,7 @@ async def guild_refusal(interaction: discord.Interaction, store: Store, *, sora:
     guild_id = rules_guild(interaction)
     if guild_id is None:
         return None
-    rules = await store.guilds.get(guild_id)
+    rules = await service.guild_rules(guild_id)
     channel = interaction.channel
     parent = channel.parent_id if isinstance(channel, discord.Thread) else None
     if not rules.channel_allowed(interaction.channel_id, parent):

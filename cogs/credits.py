@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import catalogue, ui
-from bot.pricing import LEGACY_KEYS, current_prices, legacy_key, price_lines
+from bot.pricing import LEGACY_KEYS, legacy_key, price_lines
 from cogs._shared import refuse
 from cogs.store import buy_view
 
@@ -43,18 +43,17 @@ class Credits(commands.Cog):
     async def credits(self, interaction: discord.Interaction) -> None:
         """Show the caller's credits."""
         user_id = interaction.user.id
-        balance = await self.bot.store.ledger.balance(user_id)
-        today = await self.bot.store.ledger.granted_today(user_id)
-        table = await current_prices(self.bot.settings, self.bot.store)
+        view = await self.bot.service.credits_view(user_id, history=8)
+        balance, today, table = view.balance, view.granted_today, view.prices
         description = (f"**{balance}** credits · today's grant: {today} (daily: "
                        f"{self.bot.settings.daily_grant}, at 00:00 UTC)")
-        grants_from = self.bot.store.policy.grants_from(user_id)
+        grants_from = view.grants_from
         if grants_from > time.time():
             description += (f"\nFree credits start once your Discord account is "
                             f"{self.bot.settings.new_account_min_days:g} days old: <t:{int(grants_from)}:f>.")
         embed = discord.Embed(title="Your credits", colour=ui.KLING_COLOUR, description=description)
         embed.add_field(name="Prices", value="\n".join(price_lines(table)), inline=False)
-        entries = await self.bot.store.ledger.history(user_id, limit=8)
+        entries = view.history
         if entries:
             lines = []
             for entry in entries:
@@ -81,7 +80,7 @@ class Credits(commands.Cog):
         if not self.bot.is_operator(interaction.user.id):
             await refuse(interaction, OPERATORS_ONLY.format(what="grant or remove credits"))
             return
-        applied, balance = await self.bot.store.ledger.adjust(
+        applied, balance = await self.bot.service.adjust_credits(
             user.id, amount, actor_id=interaction.user.id, key=f"adjust:{interaction.id}",
             reason=reason or f"granted by {interaction.user.id}",
         )
@@ -110,8 +109,7 @@ class Credits(commands.Cog):
         if option not in keys:
             await refuse(interaction, f"Price must be one of {', '.join(keys)}.")
             return
-        await self.bot.store.prices.set(option, credits, actor_id=interaction.user.id)
-        table = await current_prices(self.bot.settings, self.bot.store)
+        table = await self.bot.service.set_price(option, credits, actor_id=interaction.user.id)
         await interaction.response.send_message("Prices now:\n" + "\n".join(price_lines(table)), ephemeral=True)
 
 

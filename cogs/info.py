@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import catalogue, ui
-from bot.pricing import current_prices, price_lines
+from bot.pricing import price_lines
 from bot.requests import PriceTable
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class Info(commands.Cog):
     @app_commands.command(name="models", description="Every model: what it does best, its options and what it costs.")
     async def models(self, interaction: discord.Interaction) -> None:
         """The comparison table and when to use which."""
-        table = await current_prices(self.bot.settings, self.bot.store)
+        table = await self.bot.service.prices()
         books = catalogue.current()
         embed = discord.Embed(title="Which model? " + " vs ".join(books.family(f).label for f in catalogue.FAMILIES),
                               colour=ui.SORA_COLOUR, description=models_table(table))

@@ -39,7 +39,7 @@ class Jobs(commands.Cog):
     @app_commands.command(name="jobs", description="Your running and recent video jobs.")
     async def jobs(self, interaction: discord.Interaction) -> None:
         """List the caller's jobs, running first."""
-        jobs = await self.bot.store.jobs.for_user(interaction.user.id, limit=10)
+        jobs = await self.bot.service.jobs_for_user(interaction.user.id, limit=10)
         if not jobs:
             await interaction.response.send_message("No jobs yet: try `/kling` or `/sora`.", ephemeral=True)
             return
@@ -57,7 +57,7 @@ class Jobs(commands.Cog):
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     async def _own(self, interaction: discord.Interaction, job_id: int) -> Job | None:
-        job = await self.bot.store.jobs.get(job_id)
+        job = await self.bot.service.job(job_id)
         if job is None or job.user_id != interaction.user.id:
             await refuse(interaction, f"You have no job #{job_id}.")
             return None

@@ -70,24 +70,24 @@ class Keys(commands.Cog):
         if not valid:
             await refuse(interaction, "OpenAI rejected that key; nothing was stored.")
             return
-        await self.bot.store.keys.put(interaction.user.id, "openai", self.bot.secrets.encrypt(key))
+        await self.bot.service.store_own_key(interaction.user.id, "openai", key)
         await interaction.followup.send(
             "Key stored (encrypted). Use `/sora use_own_key:true`; those renders cost no credits.", ephemeral=True
         )
 
     @group.command(name="status", description="Whether you have a key stored (the key is never shown).")
     async def status(self, interaction: discord.Interaction) -> None:
-        stored = await self.bot.store.keys.get(interaction.user.id, "openai")
-        if stored is None:
+        stored_at = await self.bot.service.own_key_since(interaction.user.id, "openai")
+        if stored_at is None:
             text = "No key stored. Add one with `/openai-key set`."
         else:
-            since = datetime.fromtimestamp(stored[1], tz=UTC).strftime("%Y-%m-%d")
+            since = datetime.fromtimestamp(stored_at, tz=UTC).strftime("%Y-%m-%d")
             text = f"A key is stored (encrypted) since {since}. `/sora use_own_key:true` bills your OpenAI account."
         await interaction.response.send_message(text, ephemeral=True)
 
     @group.command(name="remove", description="Delete your stored OpenAI key.")
     async def remove(self, interaction: discord.Interaction) -> None:
-        removed = await self.bot.store.keys.delete(interaction.user.id, "openai")
+        removed = await self.bot.service.remove_own_key(interaction.user.id, "openai")
         await interaction.response.send_message("Key deleted." if removed else "You had no key stored.",
                                                 ephemeral=True)
 

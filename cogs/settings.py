@@ -120,14 +120,15 @@ class ServerSettings(commands.Cog):
             return
         if any(option is not None for option in asked):
             try:
-                current, changes = await self.bot.store.guilds.update(guild_id, change, actor_id=interaction.user.id)
+                current, changes = await self.bot.service.update_guild_rules(guild_id, change,
+                                                                             actor_id=interaction.user.id)
             except SettingsError as error:
                 await refuse(interaction, str(error))
                 return
             note = "Saved." if changes else "Nothing changed: that is already the setting."
         else:
-            current, note = await self.bot.store.guilds.get(guild_id), None
-        history = await self.bot.store.guilds.history(guild_id, limit=5)
+            current, note = await self.bot.service.guild_rules(guild_id), None
+        history = await self.bot.service.guild_history(guild_id, limit=5)
         await interaction.response.send_message(embed=self.embed(current, history, note), ephemeral=True,
                                                 allowed_mentions=ui.NO_MENTIONS)
 

@@ -103,7 +103,7 @@ class Video(commands.Cog):
         charge and balance for the invoker only (an HTTP call after the ack, no database write).
         """
         sora = any(isinstance(request, SoraRequest) for request in requests)
-        if (reason := await guild_refusal(interaction, self.bot.store, sora=sora)) is not None:
+        if (reason := await guild_refusal(interaction, self.bot.service, sora=sora)) is not None:
             await refuse(interaction, reason)
             return
         try:
@@ -304,18 +304,18 @@ class Video(commands.Cog):
     @app_commands.command(name="compare-stats", description="Community win rates of Kling vs Sora in /compare votes.")
     async def compare_stats(self, interaction: discord.Interaction) -> None:
         """Show win rates overall and in this server."""
-        overall = await self.bot.store.jobs.vote_stats()
+        overall = await self.bot.service.vote_stats()
         embed = discord.Embed(title="Kling vs Sora: community votes", colour=ui.SORA_COLOUR)
         embed.add_field(name="Everywhere", value=_rates(overall), inline=False)
         if interaction.guild_id is not None:
-            local = await self.bot.store.jobs.vote_stats(interaction.guild_id)
+            local = await self.bot.service.vote_stats(interaction.guild_id)
             embed.add_field(name="This server", value=_rates(local), inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     # -- buttons -------------------------------------------------------------------------------
 
     async def on_job_button(self, interaction: discord.Interaction, job_id: int, action: str) -> None:
-        job = await self.bot.store.jobs.get(job_id)
+        job = await self.bot.service.job(job_id)
         if job is None:
             await refuse(interaction, "That job no longer exists.")
             return
@@ -353,13 +353,13 @@ class Video(commands.Cog):
             await ask_cancel(interaction, self.bot.service, job)
 
     async def on_vote(self, interaction: discord.Interaction, compare_id: int, slot: str) -> None:
-        compare = await self.bot.store.jobs.get_compare(compare_id)
+        compare = await self.bot.service.compare(compare_id)
         if compare is None:
             await refuse(interaction, "That comparison no longer exists.")
             return
         winner = compare.model_in(slot)
-        first = await self.bot.store.jobs.vote(compare_id, interaction.user.id, winner,
-                                               guild_id=interaction.guild_id)
+        first = await self.bot.service.vote(compare_id, interaction.user.id, winner,
+                                            guild_id=interaction.guild_id)
         verb = "Vote recorded" if first else "Vote changed"
         books = catalogue.current()  # /compare renders each family's default model
         labels = {family: books.default(family).label for family in catalogue.FAMILIES}
@@ -381,7 +381,7 @@ class Video(commands.Cog):
         files: list[discord.File] = []
         lines = [text]
         try:
-            jobs = {job.model: job for job in await self.bot.store.jobs.compare_jobs(compare.id)}
+            jobs = {job.model: job for job in await self.bot.service.compare_jobs(compare.id)}
             for slot in ("a", "b"):
                 model = compare.model_in(slot)
                 job = jobs.get(model)
