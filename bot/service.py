@@ -19,7 +19,7 @@ from bot.pricing import current_prices
 from bot.providers.base import JobContext
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, PriceTable, SoraRequest, request_from_json
-from storage import Compare, GuildSettings, Job, JobState, LedgerEntry, NewJob, SettingsChange, Store
+from storage import Compare, ComparePairing, GuildSettings, Job, JobState, LedgerEntry, NewJob, SettingsChange, Store
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class VideoService:
         *,
         reference_url: str | None = None,
         parent_job_id: int | None = None,
-        compare: tuple[bool, str] | None = None,
+        compare: ComparePairing | None = None,
     ) -> Created:
         """Reserve credits and store one job per request (one transaction), then wake the poller.
 

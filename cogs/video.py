@@ -35,7 +35,7 @@ from bot.requests import (
 from bot.service import NoOwnKey
 from cogs._shared import ask_cancel, cancel_and_reply, guild_refusal, invocation, refuse, upload_limit
 from cogs.store import buy_view
-from storage import Compare, ConcurrencyLimit, DailySpendLimit, InsufficientCredits, Job, MemberDailyCap
+from storage import Compare, ComparePairing, ConcurrencyLimit, DailySpendLimit, InsufficientCredits, Job, MemberDailyCap
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -93,7 +93,7 @@ class Video(commands.Cog):
         *,
         reference_url: str | None,
         parent_job_id: int | None = None,
-        compare: tuple[bool, str] | None = None,
+        compare: ComparePairing | None = None,
         notes: list[str] | None = None,
         for_someone_else: bool = False,
     ) -> None:
@@ -152,9 +152,9 @@ class Video(commands.Cog):
             if isinstance(request, KlingRequest) and (hint := kling_prompt_hint(request.prompt)):
                 notes.append(hint)
         note = "\n".join(notes) or None
-        if compare is not None and compare[0]:
+        if compare is not None and compare.blind:
             eta = max(self.bot.service.eta(request) for request in requests)
-            embeds = [ui.blind_compare_embed(created.jobs, compare[1], eta=eta, note=note)]
+            embeds = [ui.blind_compare_embed(created.jobs, compare.slot_a, eta=eta, note=note)]
         else:
             embeds = [
                 ui.job_embed(job, request, eta=self.bot.service.eta(request),
@@ -162,7 +162,7 @@ class Video(commands.Cog):
                 for index, (job, request) in enumerate(zip(created.jobs, requests, strict=True))
             ]
         if compare is not None:
-            view = ui.compare_cancel_view(created.jobs, compare[1], blind=compare[0]) or discord.ui.View()
+            view = ui.compare_cancel_view(created.jobs, compare.slot_a, blind=compare.blind) or discord.ui.View()
         else:
             view = discord.ui.View(timeout=None)
             for job in created.jobs:
@@ -299,7 +299,7 @@ class Video(commands.Cog):
             pair = [request.model_copy(update={"blind": True}) for request in pair]
             random.shuffle(pair)
             slot_a = random.choice(("kling", "sora"))
-        await self._start(interaction, pair, reference_url=reference_url, compare=(blind, slot_a))
+        await self._start(interaction, pair, reference_url=reference_url, compare=ComparePairing(blind, slot_a))
 
     @app_commands.command(name="compare-stats", description="Community win rates of Kling vs Sora in /compare votes.")
     async def compare_stats(self, interaction: discord.Interaction) -> None:

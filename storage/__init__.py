@@ -2,6 +2,7 @@
 
 from storage.models import (
     Compare,
+    ComparePairing,
     ConcurrencyLimit,
     CreditPolicy,
     DailySpendLimit,
@@ -24,6 +25,7 @@ from storage.store import Store
 
 __all__ = [
     "Compare",
+    "ComparePairing",
     "ConcurrencyLimit",
     "CreditPolicy",
     "DailySpendLimit",

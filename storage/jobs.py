@@ -23,6 +23,7 @@ from storage.models import (
     REFUNDING,
     TRANSITIONS,
     Compare,
+    ComparePairing,
     ConcurrencyLimit,
     CreditPolicy,
     DailySpendLimit,
@@ -114,18 +115,18 @@ class JobStore:
                 log.exception("job watcher failed")
 
     async def create(
-        self, new_jobs: Sequence[NewJob], *, now: float | None = None, compare: tuple[bool, str] | None = None
+        self, new_jobs: Sequence[NewJob], *, now: float | None = None, compare: ComparePairing | None = None
     ) -> list[Job]:
         jobs, _ = await self.create_with_balance(new_jobs, now=now, compare=compare)
         return jobs
 
     async def create_with_balance(
-        self, new_jobs: Sequence[NewJob], *, now: float | None = None, compare: tuple[bool, str] | None = None,
+        self, new_jobs: Sequence[NewJob], *, now: float | None = None, compare: ComparePairing | None = None,
         rules_guild_id: int | None = None,
     ) -> tuple[list[Job], int]:
         """Reserve credits and store the jobs atomically; raise if the user can't afford or run them.
 
-        With `compare=(blind, slot_a)` the jobs are also tied together as one /compare pair. With
+        With `compare` the jobs are also tied together as one /compare pair. With
         `rules_guild_id` that guild's per-member caps apply too. Every cap (the user's, the guild's,
         DAILY_SPEND_LIMIT) is checked in this transaction, so racing commands cannot exceed one.
         """
@@ -171,7 +172,7 @@ class JobStore:
                 inserted = await conn.fetchone(
                     "INSERT INTO compares (user_id, guild_id, blind, slot_a, created_at) VALUES (?, ?, ?, ?, ?)"
                     " RETURNING id",
-                    (user_id, new_jobs[0].guild_id, int(compare[0]), compare[1], now),
+                    (user_id, new_jobs[0].guild_id, int(compare.blind), compare.slot_a, now),
                 )
                 compare_id = int(inserted[0])
             created: list[int] = []

@@ -161,6 +161,18 @@ class Compare:
 
 
 @dataclass(frozen=True)
+class ComparePairing:
+    """How a /compare pair is shown, chosen before its jobs exist: blind or not, and which model is A."""
+
+    blind: bool
+    slot_a: str  # "kling" or "sora"
+
+    def __post_init__(self) -> None:
+        if self.slot_a not in ("kling", "sora"):
+            raise ValueError(f"slot A holds kling or sora, not {self.slot_a!r}")
+
+
+@dataclass(frozen=True)
 class Job:
     """One row of `jobs`."""
 

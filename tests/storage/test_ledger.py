@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from storage import (
+    ComparePairing,
     ConcurrencyLimit,
     CreditPolicy,
     InsufficientCredits,
@@ -58,6 +59,19 @@ async def test_compare_pair_is_all_or_nothing(store: Store) -> None:
     jobs = await store.jobs.create([new_job(1, 60), new_job(1, 40)], now=DAY1)
     assert len(jobs) == 2
     assert await store.ledger.balance(1, now=DAY1) == 20
+
+
+async def test_compare_pairing_is_stored_with_the_pair(store: Store) -> None:
+    """The typed pairing reaches the compares row: blind, which model is A, and both jobs tied to it."""
+    jobs = await store.jobs.create([new_job(1, 10), new_job(1, 10)], now=DAY1, compare=ComparePairing(True, "sora"))
+    compare_ids = {job.compare_id for job in jobs}
+    assert len(compare_ids) == 1 and None not in compare_ids
+    compare = await store.jobs.get_compare(compare_ids.pop())
+    assert compare is not None and compare.blind and compare.model_in("a") == "sora" and compare.model_in("b") == "kling"
+    [plain] = await store.jobs.create([new_job(2, 1)], now=DAY1)
+    assert plain.compare_id is None
+    with pytest.raises(ValueError, match="slot A"):
+        ComparePairing(False, "a")
 
 
 async def test_concurrency_cap_counts_active_jobs_only(store: Store) -> None:
