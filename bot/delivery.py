@@ -30,7 +30,7 @@ from bot.links import VideoLinks
 from bot.poller import Delivered, DeliveryRetry
 from bot.providers.base import StatusResult
 from bot.requests import request_from_json
-from storage import Job, JobState, Store
+from storage import Job, JobState, StorageError, Store
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,12 @@ class Delivery:
             shutil.rmtree(self.prepared_dir / f"cmp{compare.id}", ignore_errors=True)
         crash_point("after_post")
         if outcome.message_id is not None and partner is not None and partner.state is JobState.DOWNLOADED:
-            outcome = replace(outcome, also_delivered=(partner.id,))  # the poller records it delivered too
+            try:
+                await self.store.jobs.update(partner.id, state=JobState.DELIVERED,
+                                             delivered_message_id=outcome.message_id,
+                                             delivered_channel_id=outcome.channel_id)
+            except StorageError:
+                log.info("compare %s: partner job %s already settled", compare.id, partner.id)
         if outcome.message_id is not None:
             await self._edit_original(replace(job, state=JobState.DELIVERED))
         return outcome

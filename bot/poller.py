@@ -34,7 +34,7 @@ from bot.providers.base import ErrorKind, JobContext, ProviderError, ProviderSta
 from bot.providers.registry import ProviderRegistry, provider_class
 from bot.requests import AnyRequest, request_from_json
 from bot.schedule import RenderKey, Schedule
-from storage import IllegalTransition, Job, JobNotFound, JobState, LeaseLost, OutboxRow, StorageError, Store
+from storage import IllegalTransition, Job, JobNotFound, JobState, LeaseLost, OutboxRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,6 @@ class Delivered:
     channel_id: int | None = None
     note: str | None = None
     waiting: bool = False  # a /compare half waits for its partner, which delivers both
-    # Other jobs shown in the same message (a /compare partner that was waiting): the poller records them
-    # delivered too, so delivery itself never writes job state.
-    also_delivered: tuple[int, ...] = ()
 
 
 class DeliveryRetry(Exception):
@@ -606,13 +603,6 @@ class Poller:
                                          error_code="undelivered", error_message=outcome.note, next_run_at=None,
                                          release=True)
             return
-        for other_id in outcome.also_delivered:  # the waiting partner holds no lease: no owner to check
-            try:
-                await self.store.jobs.update(other_id, state=JobState.DELIVERED,
-                                             delivered_message_id=outcome.message_id,
-                                             delivered_channel_id=outcome.channel_id)
-            except StorageError:
-                log.info("job %s: shown with job %s but already settled", other_id, job.id)
         job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.DELIVERED,
                                            delivered_message_id=outcome.message_id,
                                            delivered_channel_id=outcome.channel_id)
