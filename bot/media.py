@@ -127,6 +127,15 @@ def is_faststart(path: Path | str) -> bool:
     return "moov" in kinds and "mdat" in kinds and kinds.index("moov") < kinds.index("mdat")
 
 
+def stream_seconds(container: av.container.InputContainer, video: av.video.stream.VideoStream) -> float:
+    """A video stream's length: its own duration where the file states one, else the container's, else 0."""
+    if video.duration is not None and video.time_base is not None:
+        return float(video.duration * video.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return 0.0
+
+
 def probe(path: Path | str) -> MediaInfo:
     """Size, duration, rate, codecs and box order of a video file."""
     path = Path(path)
@@ -136,12 +145,7 @@ def probe(path: Path | str) -> MediaInfo:
                 raise MediaError("the file has no video stream")
             video = container.streams.video[0]
             audio = container.streams.audio[0] if container.streams.audio else None
-            if video.duration is not None and video.time_base is not None:
-                duration = float(video.duration * video.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            else:
-                duration = 0.0
+            duration = stream_seconds(container, video)
             fps = Fraction(video.average_rate or video.base_rate or 24)
             frames = video.frames or round(duration * fps)
             info = MediaInfo(

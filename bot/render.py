@@ -21,6 +21,8 @@ from pathlib import Path
 import av
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from bot.media import stream_seconds
+
 SAMPLE_RATE = 48_000
 AUDIO_FRAME = 1024  # AAC's frame size: no resampling or re-chunking inside PyAV
 GRADIENT_PERIOD = 4.0  # seconds for the background gradient to scroll one full cycle
@@ -90,12 +92,7 @@ def probe_video(path: Path | str) -> VideoInfo:
             raise ValueError(f"{path} has no video stream")
         video = container.streams.video[0]
         sound = container.streams.audio[0] if container.streams.audio else None
-        if video.duration is not None and video.time_base is not None:
-            duration = float(video.duration * video.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        else:
-            duration = 0.0
+        duration = stream_seconds(container, video)
         return VideoInfo(
             width=video.codec_context.width,
             height=video.codec_context.height,
