@@ -75,8 +75,6 @@ class VideoBot(commands.Bot):
         # Tasks started from here on (poller, gateway handlers) record into this process's metrics.
         metrics.current.set(self.metrics)
         self.loop_monitor.start()
-        if settings.database_url and settings.secret_key is None:
-            raise RuntimeError("SECRET_KEY must be set with DATABASE_URL: every process has to share it")
         for name in settings.retired_settings():
             log.warning("%s is set but no longer used: bot operators are OWNER_IDS plus the application's owner "
                         "or team (they grant credits and set prices); server managers use /settings", name)

@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     entitlement_reconcile_seconds: float = Field(default=300.0, gt=0)  # re-list unconsumed purchases this often
 
     # Secrets at rest
-    secret_key: SecretStr | None = None
+    secret_key: SecretStr | None = Field(default=None, validate_default=True)
 
     # Sandbox
     sandbox_host: str = "127.0.0.1"
@@ -176,8 +176,13 @@ class Settings(BaseSettings):
 
     @field_validator("secret_key")
     @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        """A short key is guessable; 32 bytes is what `secrets.token_urlsafe(32)` gives (or longer)."""
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """A short key is guessable; 32 bytes is what `secrets.token_urlsafe(32)` gives (or longer).
+        With PostgreSQL several processes share the data: a per-host key file would make each one unable
+        to read the others' secrets, so the key must be given."""
+        if value is None and info.data.get("database_url"):
+            raise ValueError("must be set with DATABASE_URL: every process has to share it (e.g. `python -c "
+                             "'import secrets; print(secrets.token_urlsafe(48))'`)")
         if value is not None and len(value.get_secret_value().encode()) < 32:
             raise ValueError("must be at least 32 bytes long (e.g. `python -c 'import secrets; "
                              "print(secrets.token_urlsafe(48))'`)")

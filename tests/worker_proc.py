@@ -74,7 +74,7 @@ class LogNotifier:
 async def main() -> None:
     url, name, logs = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     crash_after = int(sys.argv[4]) if len(sys.argv) > 4 else None
-    settings = Settings(database_url=url, video_dir=logs / f"{name}-videos", poll_time_scale=0.001,
+    settings = Settings(database_url=url, secret_key="w" * 32, video_dir=logs / f"{name}-videos", poll_time_scale=0.001,
                         lease_seconds=2.0, max_parallel_jobs=8, worker_id=name)
     store = await Store.open(url, CreditPolicy(max_concurrent_jobs=10**6))
     provider = InstantProvider(logs / f"{name}.submits", crash_after)

@@ -91,7 +91,22 @@ def test_split_roles_need_postgres(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         Settings()
     assert "DATABASE_URL" in describe_validation_error(raised.value)
     monkeypatch.setenv("DATABASE_URL", "postgresql://bot@db/bot")
+    monkeypatch.setenv("SECRET_KEY", "k" * 32)
     assert Settings().bot_role == "worker"
+
+
+def test_postgres_needs_a_shared_secret_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each process would otherwise make its own key file and could not read the others' secrets:
+    refused at start in one line, like every other bad setting, not as a traceback from setup_hook."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bot:hunter2@db/bot")
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    line = describe_validation_error(raised.value)
+    assert line.startswith("Invalid setting SECRET_KEY: must be set with DATABASE_URL"), line
+    assert "hunter2" not in line
+    monkeypatch.setenv("SECRET_KEY", "k" * 32)
+    assert Settings().database_url == "postgresql://bot:hunter2@db/bot"
 
 
 @pytest.mark.parametrize("value", ["", "short", "x" * 31])
