@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -44,6 +45,31 @@ async def sweep_orphans(store: Store, video_dir: Path, *, now: float | None = No
     return removed
 
 
+async def sweep_prepared(prepared_dir: Path, *, now: float | None = None) -> int:
+    """Remove what a delivery prepared (remuxed, re-encoded or blind clips) and a crash left behind.
+
+    Delivery removes its own folder once the post is done; one survives only a kill mid-post, and
+    the retry that reuses it runs within minutes, so a folder untouched for a day has no reader.
+    """
+    now = time.time() if now is None else now
+
+    def stale() -> list[Path]:
+        try:
+            return [p for p in prepared_dir.iterdir() if now - p.stat().st_mtime > STALE_PART_SECONDS]
+        except FileNotFoundError:
+            return []
+
+    removed = 0
+    for path in await asyncio.to_thread(stale):
+        if path.is_dir():
+            await asyncio.to_thread(shutil.rmtree, path, True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                await asyncio.to_thread(path.unlink)
+        removed += 1
+    return removed
+
+
 async def sweep(store: Store, keep_hours: float, *, now: float | None = None, refs_dir: Path | None = None) -> int:
     """Delete expired result files (and the job's fitted first frame) and forget their paths."""
     cutoff = (time.time() if now is None else now) - keep_hours * 3600
@@ -68,6 +94,8 @@ async def run_forever(store: Store, keep_hours: float, refs_dir: Path | None = N
                 log.info("retention: removed %d delivered videos", count)
             if refs_dir is not None and (orphans := await sweep_orphans(store, refs_dir.parent)):
                 log.info("retention: removed %d files of canceled or unknown jobs", orphans)
+            if refs_dir is not None and (left := await sweep_prepared(refs_dir.parent / "prepared")):
+                log.info("retention: removed %d prepared uploads left by an interrupted delivery", left)
         except Exception:
             log.exception("retention sweep failed; will try again")
         await asyncio.sleep(SWEEP_EVERY if keep_hours > 0 else 60.0)

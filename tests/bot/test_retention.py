@@ -81,3 +81,21 @@ async def test_orphan_files_of_canceled_or_unknown_jobs_are_removed(store: Store
     left = sorted(p.name for p in tmp_path.iterdir() if p.is_file())
     assert left == sorted([f"job{running.id}.mp4", f"job{delivered}.mp4", "notes.txt", fresh.name])
     assert await sweep_orphans(store, tmp_path / "missing", now=NOW) == 0
+
+
+async def test_prepared_uploads_left_by_a_crash_are_removed_after_a_day(tmp_path: Path) -> None:
+    """A kill mid-post leaves delivery's prepared folder; the retry reuses it, a day later nobody will."""
+    import os
+
+    from bot.retention import STALE_PART_SECONDS, sweep_prepared
+
+    prepared = tmp_path / "prepared"
+    old, fresh = prepared / "job7", prepared / "cmp3"
+    for folder in (old, fresh):
+        folder.mkdir(parents=True)
+        (folder / "A.mp4").write_bytes(b"x" * 100)
+    os.utime(old, (NOW - STALE_PART_SECONDS - 60, NOW - STALE_PART_SECONDS - 60))
+    os.utime(fresh, (NOW - 60, NOW - 60))
+    assert await sweep_prepared(prepared, now=NOW) == 1
+    assert not old.exists() and (fresh / "A.mp4").exists()
+    assert await sweep_prepared(tmp_path / "missing", now=NOW) == 0
