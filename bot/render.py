@@ -14,14 +14,11 @@ import math
 import os
 import tempfile
 import unicodedata
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 from PIL import Image, ImageDraw, ImageFont, ImageOps
-
-from bot.media import stream_seconds
 
 SAMPLE_RATE = 48_000
 AUDIO_FRAME = 1024  # AAC's frame size: no resampling or re-chunking inside PyAV
@@ -31,19 +28,6 @@ CHORDS: tuple[tuple[int, ...], ...] = ((262, 330, 392), (196, 247, 294), (220, 2
 ELLIPSIS = "…"
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a file really contains, read back with PyAV."""
-
-    width: int
-    height: int
-    duration_seconds: float
-    fps: float
-    video_codec: str
-    has_audio: bool
-    audio_codec: str | None
 
 
 def render_video(
@@ -83,25 +67,6 @@ def render_video(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def probe_video(path: Path | str) -> VideoInfo:
-    """Read back size, duration, rate and codecs (tests, and the bot's own sanity checks)."""
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path} has no video stream")
-        video = container.streams.video[0]
-        sound = container.streams.audio[0] if container.streams.audio else None
-        duration = stream_seconds(container, video)
-        return VideoInfo(
-            width=video.codec_context.width,
-            height=video.codec_context.height,
-            duration_seconds=duration,
-            fps=float(video.average_rate or video.base_rate or 0),
-            video_codec=video.codec_context.name,
-            has_audio=sound is not None,
-            audio_codec=sound.codec_context.name if sound is not None else None,
-        )
 
 
 # -- video ----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""render_video writes real, exactly-sized H.264/AAC MP4s; probe_video reads them back."""
+"""render_video writes real, exactly-sized H.264/AAC MP4s; media.probe reads them back."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from PIL import Image, ImageChops, ImageFont, ImageStat
 
-from bot.render import probe_video, render_video, wrap_text
+from bot.media import probe
+from bot.render import render_video, wrap_text
 from bot.requests import parse_request
 
 FPS = 3  # low on purpose: the checks are about size, duration and streams, not smoothness
@@ -57,15 +58,15 @@ def test_size_duration_codecs_and_audio_match_the_model(
     out = tmp_path / "clip.mp4"
     render_request(out, model, **options)
 
-    info = probe_video(out)
+    info = probe(out)
     assert (info.width, info.height) == size
-    assert info.duration_seconds == pytest.approx(seconds, abs=1 / FPS)
+    assert info.duration == pytest.approx(seconds, abs=1 / FPS)
     assert info.fps == pytest.approx(FPS)
     assert info.video_codec == "h264"
     if model == "sora":
-        assert info.has_audio and info.audio_codec == "aac"
+        assert info.audio_codec == "aac"
     else:
-        assert not info.has_audio and info.audio_codec is None
+        assert info.audio_codec is None
     with av.open(str(out)) as container:
         video = container.streams.video[0]
         assert video.codec_context.pix_fmt == "yuv420p"
@@ -119,7 +120,7 @@ def test_a_reference_of_another_shape_is_scaled_to_fit_not_stretched(tmp_path: P
 def test_any_unicode_and_very_long_prompts_render(tmp_path: Path, prompt: str) -> None:
     out = tmp_path / "clip.mp4"
     render_video(out, width=320, height=240, seconds=1, fps=2, audio=False, title=prompt[:80], prompt=prompt)
-    assert probe_video(out).width == 320
+    assert probe(out).width == 320
 
 
 def test_a_failed_render_leaves_neither_a_partial_file_nor_temp_files(tmp_path: Path) -> None:

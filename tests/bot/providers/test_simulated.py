@@ -18,9 +18,9 @@ from PIL import Image, ImageStat
 
 import bot.providers.simulated as simulated
 from bot.config import Settings
+from bot.media import probe
 from bot.providers.base import ErrorKind, JobContext, ProviderError, ProviderState
 from bot.providers.simulated import SimulatedProvider, sweep_work_dir
-from bot.render import probe_video
 from bot.requests import AnyRequest, parse_request
 
 SPEED = 0.5
@@ -100,10 +100,10 @@ async def test_queued_then_running_then_succeeded_then_fetched(
     dest = tmp_path / "out" / "job1.mp4"
     size_bytes = await provider.fetch(url, dest, ctx, max_bytes=50_000_000)
     assert size_bytes == dest.stat().st_size > 1000
-    info = probe_video(dest)
+    info = probe(dest)
     assert (info.width, info.height) == size
-    assert info.duration_seconds == pytest.approx(ctx.request.seconds, abs=0.5)
-    assert info.video_codec == "h264" and info.has_audio is audio
+    assert info.duration == pytest.approx(ctx.request.seconds, abs=0.5)
+    assert info.video_codec == "h264" and (info.audio_codec is not None) is audio
 
 
 async def test_the_wait_follows_the_models_range_scaled_by_speed(settings: Settings, tmp_path: Path) -> None:
