@@ -275,6 +275,25 @@ class VideoService:
     async def compare_jobs(self, compare_id: int) -> list[Job]:
         return await self.store.jobs.compare_jobs(compare_id)
 
+    async def blind_until_vote(self, job: Job) -> Compare | None:
+        """The blind /compare this job is half of, while its owner has not voted on it.
+
+        Until then nothing the owner can open (/jobs, /job show) may tell which model made which clip:
+        the model's name, its length or its sound would give the vote away. A pair that can no longer
+        be voted on (a half failed or was canceled) hides nothing.
+        """
+        if job.compare_id is None:
+            return None
+        compare = await self.store.jobs.get_compare(job.compare_id)
+        if compare is None or not compare.blind:
+            return None
+        pair = await self.store.jobs.compare_jobs(compare.id)
+        if any(member.state in (JobState.FAILED, JobState.CANCELED) for member in pair):
+            return None
+        if await self.store.jobs.has_voted(compare.id, job.user_id):
+            return None
+        return compare
+
     async def vote(self, compare_id: int, voter_id: int, winner: str, *, guild_id: int | None) -> bool:
         """Record (or change) a vote; True when it is the voter's first on this pair."""
         return await self.store.jobs.vote(compare_id, voter_id, winner, guild_id=guild_id)

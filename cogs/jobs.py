@@ -46,6 +46,11 @@ class Jobs(commands.Cog):
         lines = []
         for job in jobs:
             request = request_from_json(job.model, job.request_json)
+            if (compare := await self.bot.service.blind_until_vote(job)) is not None:
+                # no model, progress or ETA: Sora's longer render would tell which clip is which
+                state = ui.STATE_WORDS[job.state]
+                lines.append(f"`#{job.id}` Blind compare #{compare.id} · {state} · {ui.quote(request.prompt, 50)}")
+                continue
             progress = f" {job.progress}%" if job.progress is not None and job.state.active else ""
             prompt = ui.quote(request.prompt, 50)
             state = f"{ui.STATE_WORDS[job.state]}{progress}{self._eta(job)}"
@@ -69,6 +74,11 @@ class Jobs(commands.Cog):
         """Show a job; attach or link its video when there is one."""
         job = await self._own(interaction, id)
         if job is None:
+            return
+        if (compare := await self.bot.service.blind_until_vote(job)) is not None:
+            await refuse(interaction, f"Job #{job.id} is a clip of blind compare #{compare.id}: vote on the "
+                         "comparison first (its ready message has the buttons); then this shows which model made "
+                         "it, with the full video.")
             return
         request = request_from_json(job.model, job.request_json)
         embed = ui.job_embed(job, request, eta=self.bot.service.eta(request) if job.state.active else None,

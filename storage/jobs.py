@@ -414,6 +414,11 @@ class JobStore:
             )
         return not existed
 
+    async def has_voted(self, compare_id: int, voter_id: int) -> bool:
+        row = await self.db.fetchone("SELECT 1 FROM votes WHERE compare_id = ? AND voter_id = ?",
+                                     (compare_id, voter_id))
+        return row is not None
+
     async def vote_stats(self, guild_id: int | None = None) -> dict[str, int]:
         """Wins per model, overall or in one guild."""
         if guild_id is None:
