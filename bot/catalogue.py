@@ -353,3 +353,49 @@ def get(model_id: str) -> ModelSpec:
 def typical_wait(model_id: str, duration: int | None = None) -> tuple[float, float]:
     """The model's typical provider wait in seconds (low, high), for the poller's prior."""
     return current().get(model_id).wait(duration)
+
+
+# -- the README's table ---------------------------------------------------------------------------
+
+
+def _words(items: list[str], last: str) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {last} " + items[-1]
+
+
+def _picture(spec: ModelSpec) -> str:
+    lines = sorted({min(spec.size(shape)) for shape in spec.shapes})
+    base = "/".join(f"{line}p" for line in lines)
+    if spec.high_sizes:
+        high = "/".join(f"{line}p" for line in sorted({min(spec.size(shape, "high")) for shape in spec.shapes}))
+        base += f", or `resolution:high` {high}"
+    return f"{base}: {_words(list(spec.shapes), 'or')}"
+
+
+def markdown_table(catalogue: Catalogue | None = None) -> str:
+    """The enabled models as the README shows them: written from the catalogue, so the README cannot
+    drift from what the bot offers (a test compares them; `python -m bot.catalogue` prints it, with an
+    operator's MODELS_FILE merged when the variable is set)."""
+    catalogue = catalogue or current()
+    rows = ["| model (`model:` value) | length | picture | sound | CFG / negative | credits/s |",
+            "|---|---|---|---|---|---|"]
+    for spec in catalogue.enabled():
+        default = f", `/{spec.family}` default" if catalogue.families[spec.family].default == spec.id else ""
+        price = str(spec.price_per_second)
+        if spec.high_price_per_second is not None:
+            price += f" (high {spec.high_price_per_second})"
+        lengths = _words([str(seconds) for seconds in spec.durations], "or") + " s"
+        yes = {True: "yes", False: "no"}
+        rows.append(f"| {spec.label} (`{spec.id}`{default}) | {lengths} | {_picture(spec)} | "
+                    f"{yes[spec.audio]} | {yes[spec.cfg_scale]} / {yes[spec.negative_prompt]} | {price} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import os
+    import sys
+
+    try:
+        table = markdown_table(load(Path(os.environ["MODELS_FILE"]) if os.environ.get("MODELS_FILE") else None))
+    except CatalogueError as error:
+        sys.exit(str(error))
+    print(table)

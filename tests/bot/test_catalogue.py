@@ -199,3 +199,15 @@ def test_every_enabled_entry_defaults_validate_and_fit_discord(spec: catalogue.M
     assert all(spec.provider_id(provider) for provider in ("simulated",))
     assert spec.price_keys() and all(key in SHIPPED.price_keys() for key in spec.price_keys())
     assert SHIPPED.spec_for_price_key(spec.price_keys()[-1]) == (spec, spec.tiers[-1])
+
+
+def test_readme_models_table_is_the_catalogue() -> None:
+    """The README's table is written from the shipped catalogue; a fact changed in one place only fails here
+    (regenerate it with `python -m bot.catalogue`)."""
+    from bot.catalogue import load, markdown_table
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    begin = readme.index("<!-- models table:")
+    block = readme[readme.index("\n", begin) + 1:readme.index("\n<!-- end of models table -->")]
+    assert block == markdown_table(load())
+    assert "| Kling 2.0 (`kling-2.0`, `/kling` default) | 5 or 10 s | 720p: 16:9, 9:16 or 1:1 | no |" in block
