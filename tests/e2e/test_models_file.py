@@ -16,21 +16,11 @@ import av
 
 from bot.sandbox.discord import LoopbackDiscord
 from storage import JobState, LedgerKind
+from tests.bot.test_catalogue import HELDOUT as HELDOUT_ENTRY
 from tests.e2e.harness import BotHarness, e2e_settings
 from tests.e2e.test_video import receipt
 
-HELDOUT = '''[models.kling-heldout]
-family = "kling"
-label = "Kling Heldout"
-durations = [5, 10]
-audio = true
-negative_prompt = true
-cfg_scale = true
-price_per_second = 3
-typical_wait = [60, 240]
-sizes = { "16:9" = "1920x1080", "9:16" = "1080x1920", "1:1" = "1080x1080" }
-provider_ids = { simulated = "kling-heldout", replicate = "kwaivgi/kling-v2.6", kling = "kling-v2-6" }
-
+HELDOUT = HELDOUT_ENTRY.lstrip() + '''
 [models."kling-3.0"]
 enabled = false
 '''
