@@ -5,8 +5,33 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from aiohttp import web
+
 from bot.sandbox.discord import LoopbackDiscord
 from tests.e2e.process import BotProcess
+
+
+class LoopbackService:
+    """A fake provider's HTTP side on 127.0.0.1 (a free port): subclasses list their routes."""
+
+    def __init__(self) -> None:
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.add_routes(self.routes())
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.port = self.runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
 
 
 def percentile(values: list[float], q: float) -> float:

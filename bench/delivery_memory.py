@@ -15,31 +15,24 @@ import textwrap
 
 from aiohttp import web
 
-from bench.common import bench_bot, rss_kib, table
+from bench.common import LoopbackService, bench_bot, rss_kib, table
 from bot.sandbox.discord import LoopbackDiscord
 
 MiB = 1024 * 1024
 CHUNK = b"\x00" * (256 * 1024)
 
 
-class BigVideos:
+class BigVideos(LoopbackService):
     """A Replicate look-alike whose outputs are large streamed files."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.sizes: dict[str, int] = {}
         self.polls: dict[str, int] = {}
-        self.runner: web.AppRunner | None = None
-        self.port = 0
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/models/{owner}/{name}/predictions", self.create)
-        app.router.add_get("/v1/predictions/{id}", self.get)
-        app.router.add_get("/files/{id}.mp4", self.file)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.port = self.runner.addresses[0][1]
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/v1/models/{owner}/{name}/predictions", self.create),
+                web.get("/v1/predictions/{id}", self.get), web.get("/files/{id}.mp4", self.file)]
 
     async def create(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -111,6 +104,7 @@ async def main() -> None:
                          f"{growth / max(naive, 1):.2f}x"])
     finally:
         await server.stop()
+        await videos.stop()
     table("Delivery memory: peak RSS growth of the bot process (MiB)",
           ["video", "delivered as", "attached", "ours", "naive (in memory)", "ratio"], rows)
 

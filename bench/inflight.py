@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from bench.ack_latency import fire
-from bench.common import bench_bot, mean, percentile, rss_kib, table
+from bench.common import LoopbackService, bench_bot, mean, percentile, rss_kib, table
 from bench.fixtures import insert_running
 from bench.polling import MIX, MODELS
 from bot.requests import parse_request
@@ -39,30 +39,19 @@ WINDOW = 40.0  # seconds of measurement
 BURSTS = 3  # the 200-command burst is repeated (after the window); its p99 is over all of them
 
 
-class ReplicateLike:
+class ReplicateLike(LoopbackService):
     """Predictions that finish at a planned wall time; counts status requests per second."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.ready: dict[str, float] = {}
         self.status_times: list[float] = []
         self.rng = random.Random(5)
-        self.runner: web.AppRunner | None = None
-        self.port = 0
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/models/{owner}/{name}/predictions", self.create)
-        app.router.add_get("/v1/predictions/{id}", self.get)
-        app.router.add_post("/v1/predictions/{id}/cancel", self.cancel)
-        app.router.add_get("/files/{id}.mp4", self.file)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
-        self.port = self.runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/v1/models/{owner}/{name}/predictions", self.create),
+                web.get("/v1/predictions/{id}", self.get), web.post("/v1/predictions/{id}/cancel", self.cancel),
+                web.get("/files/{id}.mp4", self.file)]
 
     async def create(self, request: web.Request) -> web.Response:
         pid = f"new{len(self.ready)}"
