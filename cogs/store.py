@@ -26,12 +26,16 @@ log = logging.getLogger(__name__)
 
 
 def buy_view(settings: Settings) -> discord.ui.View | None:
-    """Premium buttons (style 6, one per CREDIT_PACKS SKU); None when nothing is for sale."""
-    packs = settings.credit_pack_map()
-    if not packs:
+    """Premium buttons (style 6): the CREDIT_PACKS, then the SUBSCRIPTION_SKUS; None when nothing is for sale.
+
+    Discord draws each button from the SKU itself (name, price, "subscribed" state), so a subscriber
+    sees their plan rather than an offer to buy it again.
+    """
+    for_sale = [*settings.credit_pack_map(), *settings.subscription_map()]
+    if not for_sale:
         return None
     view = discord.ui.View(timeout=None)
-    for sku_id in list(packs)[:5]:  # one action row holds five buttons
+    for sku_id in for_sale[:5]:  # one action row holds five buttons
         view.add_item(discord.ui.Button(sku_id=sku_id))
     return view
 

@@ -229,11 +229,12 @@ async def test_premium_buttons_on_credits_and_on_an_out_of_credits_refusal(harne
     skus(harness)
     credits = await harness.invoke("/credits", user=server.alice)
     buttons = premium_buttons(harness.response_message(credits))
-    assert [b["sku_id"] for b in buttons] == [str(PACK), str(BIG_PACK)]
+    assert [b["sku_id"] for b in buttons] == [str(PACK), str(BIG_PACK), str(SUB)]
     assert all("custom_id" not in b and "label" not in b for b in buttons)
     short = await harness.invoke("/kling", user=server.alice, channel=server.general, prompt="y")
     assert "costs 10 credits but you have 0" in harness.ephemeral_text(short)
-    assert [b["sku_id"] for b in premium_buttons(harness.response_message(short))] == [str(PACK), str(BIG_PACK)]
+    assert [b["sku_id"] for b in premium_buttons(harness.response_message(short))] == [str(PACK), str(BIG_PACK),
+                                                                                      str(SUB)]
     # Buying from the refusal's button, then trying again, works.
     entitlement = await server.purchase(server.alice, PACK)
     await until(lambda: entitlement["consumed"])
