@@ -2,13 +2,13 @@
 
 For each finish-time model (issue 15's table plus a bimodal one), JOBS jobs (a Kling/Sora mix)
 arrive one after another at a timed fake provider that finishes each at a drawn time. The REAL
-poller (bot/poller.py: `Poller.advance` for submit, poll, download and post, with a real store
-on a temp SQLite and bot/schedule.py starting from nothing learned) handles them; we count status
+steps (bot/runner.py: `JobRunner.step` for submit, poll, download and post, with a real store
+on a temp SQLite and bot/schedule.py starting from nothing learned) handle them; we count status
 requests per job and the delay from "ready" to "posted". Baselines, same jobs and finish times:
 fixed 10 s polling, and a fixed interval chosen so it makes the same number of requests as ours
 (so the delay ratio shows how well the polls are placed, not how many).
 
-Time is virtual: the driver below does what `Poller.run` does (claim what is due, advance it,
+Time is virtual: the driver below does what `Poller.run` does (claim what is due, run its step,
 otherwise sleep until the soonest due time) but jumps the poller's clock to that time instead of
 sleeping. A wall-clock run on this shared 2-core machine made looks run 30-60 ms late under other
 people's load, which at a small POLL_TIME_SCALE is 5-10 model seconds of noise, and it hurt the
@@ -36,10 +36,10 @@ from typing import Any
 from bench.common import mean, percentile, table
 from bot.config import Settings
 from bot.crypto import SecretBox
-from bot.poller import Delivered, Poller
 from bot.providers.base import JobContext, ProviderState, StatusResult, VideoProvider
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, parse_request
+from bot.runner import Delivered, JobRunner
 from bot.schedule import RenderKey, Schedule
 from storage import CreditPolicy, NewJob, Store
 
@@ -154,8 +154,9 @@ async def run(jobs: list[tuple[AnyRequest, float]], interval: float | None,
     posted = Posted(provider)
     schedule = (Schedule(settings, store.render_times, rng=random.Random(seed), clock=clock) if interval is None
                 else FixedInterval(settings, interval))
-    poller = Poller(store, ProviderRegistry(settings, instances={"timed": provider}), settings, notifier=posted,
-                    secrets=SecretBox("b" * 32), owner="bench", clock=clock, schedule=schedule)
+    runner = JobRunner(store, ProviderRegistry(settings, instances={"timed": provider}), settings,
+                       notifier=posted, secrets=SecretBox("b" * 32), owner="bench", clock=clock,
+                       schedule=schedule)
     await schedule.load()
     start = clock.now
     arrivals = [start + n * ARRIVAL_GAP for n in range(len(jobs))]
@@ -170,12 +171,12 @@ async def run(jobs: list[tuple[AnyRequest, float]], interval: float | None,
                 await store.jobs.create([NewJob(user_id=created, model=request.model.value, provider="timed",
                                                 request_json=request.model_dump_json(), price=1)], now=clock.now)
                 created += 1
-            # As Poller._tick: claim what is due and advance each (concurrently, bounded like the real one).
+            # As Poller._tick: claim what is due and run each step (concurrently, bounded like the real one).
             claimed = await store.jobs.claim_due("bench", lease_seconds=settings.lease_seconds,
                                                  limit=settings.max_parallel_jobs, now=clock.now)
-            await asyncio.gather(*(poller.advance(job) for job in claimed))
+            await asyncio.gather(*(runner.step(job) for job in claimed))
     finally:
-        await poller.stop()
+        await runner.close()
         await store.close()
     ids = range(1, len(jobs) + 1)
     return [provider.calls[f"t{n}"] for n in ids], [posted.delays[n] for n in ids]

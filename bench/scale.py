@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.poller import Poller
 from bot.providers.registry import ProviderRegistry
+from bot.runner import JobRunner
 from storage import CreditPolicy, Store
 
 IN_FLIGHT = 10_000
@@ -65,7 +66,9 @@ async def main() -> None:
     plain = await timed(lambda: plain_next_due(store))
     plain_claim_none = await timed(lambda: plain_claim(store, "x"))
     settings = Settings(database_path=folder / "db.sqlite3", video_dir=folder / "v")
-    poller = Poller(store, ProviderRegistry(settings), settings, notifier=None, secrets=SecretBox("b" * 32))  # type: ignore[arg-type]
+    runner = JobRunner(store, ProviderRegistry(settings), settings, notifier=None,  # type: ignore[arg-type]
+                       secrets=SecretBox("b" * 32))
+    poller = Poller(store, runner, settings)
     rss_before = rss_kib(os.getpid())
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     poller.start()

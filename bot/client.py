@@ -20,6 +20,7 @@ from bot.delivery import Delivery
 from bot.errors import VideoTree
 from bot.poller import Poller
 from bot.providers.registry import ProviderRegistry
+from bot.runner import JobRunner
 from bot.service import VideoService
 from bot.ui import JobButton, VoteButton
 from bot.web import WebServer
@@ -38,6 +39,7 @@ class VideoBot(commands.Bot):
     providers: ProviderRegistry
     delivery: Delivery
     poller: Poller
+    runner: JobRunner
     service: VideoService
 
     def __init__(self, settings: Settings, *, providers: ProviderRegistry | None = None,
@@ -88,9 +90,10 @@ class VideoBot(commands.Bot):
         self.store.jobs.watch(self.metrics.job_changed)
         self.providers = self._providers or ProviderRegistry(settings)
         self.delivery = Delivery(self, self.store, settings, self.secrets, clock=self.clock)
-        self.poller = Poller(self.store, self.providers, settings, notifier=self.delivery, secrets=self.secrets,
-                             clock=self.clock)
-        self.service = VideoService(settings, self.store, self.providers, self.poller)
+        self.runner = JobRunner(self.store, self.providers, settings, notifier=self.delivery, secrets=self.secrets,
+                                clock=self.clock)
+        self.poller = Poller(self.store, self.runner, settings)
+        self.service = VideoService(settings, self.store, self.providers, self.runner)
         if settings.bot_role in ("all", "gateway"):
             await self.load_operators()
             for extension in EXTENSIONS:

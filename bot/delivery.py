@@ -27,9 +27,9 @@ from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.faults import crash_point
 from bot.links import VideoLinks
-from bot.poller import Delivered, DeliveryRetry
 from bot.providers.base import StatusResult
 from bot.requests import request_from_json
+from bot.runner import Delivered, DeliveryRetry
 from storage import Job, JobState, StorageError, Store
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class BlindShape:
 
 
 class Delivery:
-    """The poller's Notifier, backed by a discord.py client."""
+    """The runner's Notifier, backed by a discord.py client."""
 
     def __init__(self, client: discord.Client, store: Store, settings: Settings, secrets: SecretBox,
                  *, clock: Callable[[], float] = time.time) -> None:

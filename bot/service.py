@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from bot import logcontext
 from bot.config import Settings
 from bot.faults import crash_point
-from bot.poller import Poller
 from bot.pricing import current_prices
 from bot.providers.base import JobContext
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, PriceTable, SoraRequest, request_from_json
+from bot.runner import JobRunner
 from storage import Compare, ComparePairing, GuildSettings, Job, JobState, LedgerEntry, NewJob, SettingsChange, Store
 
 log = logging.getLogger(__name__)
@@ -98,11 +98,11 @@ class NoOwnKey(Exception):
 
 
 class VideoService:
-    def __init__(self, settings: Settings, store: Store, providers: ProviderRegistry, poller: Poller) -> None:
+    def __init__(self, settings: Settings, store: Store, providers: ProviderRegistry, runner: JobRunner) -> None:
         self.settings = settings
         self.store = store
         self.providers = providers
-        self.poller = poller
+        self.runner = runner  # secrets, file paths and the scheduler's wake-up, never through the poller
 
     def eta(self, request: AnyRequest) -> float:
         low, high = self.providers.for_model(request.model).expected_seconds(request)
@@ -117,7 +117,7 @@ class VideoService:
         parent_job_id: int | None = None,
         compare: ComparePairing | None = None,
     ) -> Created:
-        """Reserve credits and store one job per request (one transaction), then wake the poller.
+        """Reserve credits and store one job per request (one transaction), then wake the scheduler.
 
         Raises storage's InsufficientCredits / ConcurrencyLimit / MemberDailyCap / DailySpendLimit, or
         NoOwnKey; nothing is charged then.
@@ -128,7 +128,7 @@ class VideoService:
             own_key = isinstance(request, SoraRequest) and request.use_own_key
             if own_key and await self.store.keys.get(origin.user_id, "openai") is None:
                 raise NoOwnKey
-            token = self.poller.secrets.encrypt_text(origin.token) if origin.token else None
+            token = self.runner.seal_token(origin.token) if origin.token else None
             new_jobs.append(
                 NewJob(
                     user_id=origin.user_id,
@@ -154,7 +154,7 @@ class VideoService:
                                                                   rules_guild_id=origin.rules_guild_id)
         if len(jobs) == 1:
             logcontext.bind(job_id=jobs[0].id)
-        self.poller.wake()
+        self.runner.wake()
         return Created(jobs=jobs, balance=balance)
 
     async def acknowledged(self, jobs: list[Job]) -> None:
@@ -206,14 +206,14 @@ class VideoService:
             # Canceled during submission: the worker stops the provider's task once its id is known (or
             # finds it, if the submitting process died).
             await self.store.jobs.update(job.id, next_run_at=time.time())
-        self.poller.wake()
+        self.runner.wake()
         return CancelOutcome(job=job, stopped=stopped, refunded=terms.price - charge, charged=charge)
 
     def reference_for_rerun(self, job: Job) -> str | None:
         """A rerun reuses the parent's fitted first frame (the Discord URL may have expired)."""
         if not job.reference_url:
             return None
-        return self.poller.reference_path(job.id).resolve().as_uri()
+        return self.runner.reference_path(job.id).resolve().as_uri()
 
     # -- plain reads and writes for the cogs (the cogs' only way to the store) ---------------
 
@@ -248,7 +248,7 @@ class VideoService:
 
     async def store_own_key(self, user_id: int, provider: str, key: str) -> None:
         """Keep a user's own API key, encrypted at rest."""
-        await self.store.keys.put(user_id, provider, self.poller.secrets.encrypt(key))
+        await self.store.keys.put(user_id, provider, self.runner.seal_key(key))
 
     async def own_key_since(self, user_id: int, provider: str) -> float | None:
         """When the user's key was stored, or None; the key itself never leaves the store here."""

@@ -16,9 +16,10 @@ from typing import Any
 
 from bot.config import Settings
 from bot.crypto import SecretBox
-from bot.poller import Delivered, Poller
+from bot.poller import Poller
 from bot.providers.base import JobContext, ProviderState, StatusResult, VideoProvider
 from bot.providers.registry import ProviderRegistry
+from bot.runner import Delivered, JobRunner
 from storage import CreditPolicy, Store
 
 
@@ -78,8 +79,9 @@ async def main() -> None:
                         lease_seconds=2.0, max_parallel_jobs=8, worker_id=name)
     store = await Store.open(url, CreditPolicy(max_concurrent_jobs=10**6))
     provider = InstantProvider(logs / f"{name}.submits", crash_after)
-    poller = Poller(store, ProviderRegistry(settings, instances={"instant": provider}), settings,
-                    notifier=LogNotifier(logs / f"{name}.deliveries"), secrets=SecretBox("w" * 32), owner=name)
+    runner = JobRunner(store, ProviderRegistry(settings, instances={"instant": provider}), settings,
+                       notifier=LogNotifier(logs / f"{name}.deliveries"), secrets=SecretBox("w" * 32), owner=name)
+    poller = Poller(store, runner, settings)
     await store.on_new_jobs(poller.wake)
     poller.start()
     while True:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.poller import Poller
 from bot.providers.base import JobContext, ProviderState, StatusResult
 from storage import JobState, Store
-from tests.bot.test_poller import make_job, parts  # noqa: F401  (the fixture)
+from tests.bot.test_runner import make_job, parts  # noqa: F401  (the fixture)
 
 
 async def test_cancel_during_download_removes_the_file(store: Store, parts) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    poller, provider, notifier, clock = parts
+    runner, provider, notifier, clock = parts
+    poller = Poller(store, runner, runner.settings)
     job_id = await make_job(store, clock)
     real_fetch = type(provider).fetch
 
@@ -25,7 +27,7 @@ async def test_cancel_during_download_removes_the_file(store: Store, parts) -> N
     provider.fetch = fetch_then_cancel.__get__(provider)
     provider.statuses = [StatusResult(ProviderState.SUCCEEDED, result_url="https://cdn.example/v.mp4")]
     [job] = await store.jobs.claim_due(poller.owner, now=clock.now, lease_seconds=60, limit=1)
-    await poller.advance(job)  # submit
+    await runner.step(job)  # submit
     clock.now += 1000
     [job] = await store.jobs.claim_due(poller.owner, now=clock.now, lease_seconds=60, limit=1)
     await poller._guarded(job)  # poll -> download -> the job is found canceled

@@ -12,7 +12,7 @@ import pytest
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.delivery import ACK_WAIT, Delivery, Post
-from bot.poller import DeliveryRetry
+from bot.runner import DeliveryRetry
 from storage import NewJob, Store
 
 

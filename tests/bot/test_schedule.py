@@ -10,14 +10,14 @@ import pytest
 
 from bot.config import Settings
 from bot.crypto import SecretBox
-from bot.poller import Poller
 from bot.providers.registry import ProviderRegistry
 from bot.providers.replicate import ReplicateProvider
 from bot.requests import parse_request
+from bot.runner import JobRunner
 from bot.schedule import CAP_FRACTION, JITTER, MIN_GAP, RenderKey, Schedule
 from storage import JobState, LedgerKind, NewJob, Store
 from tests.bot.providers.fakes import REPLICATE_TOKEN, FakeProviders
-from tests.bot.test_poller import Clock, RecordingNotifier
+from tests.bot.test_runner import Clock, RecordingNotifier
 
 KEY = RenderKey("replicate", "kwaivgi/kling-v2.0", 5.0, "1280x720")
 PRIOR = (120.0, 180.0)
@@ -166,8 +166,8 @@ async def test_a_render_running_half_an_hour_is_kept_until_it_finishes(store: St
     clock = Clock()
     provider = ReplicateProvider(settings)
     notifier = RecordingNotifier()
-    poller = Poller(store, ProviderRegistry(settings, instances={"replicate": provider}), settings,
-                    notifier=notifier, secrets=SecretBox("k" * 32), clock=clock, owner="w1")
+    runner = JobRunner(store, ProviderRegistry(settings, instances={"replicate": provider}), settings,
+                       notifier=notifier, secrets=SecretBox("k" * 32), clock=clock, owner="w1")
     fake.steps = 10**9  # processing, forever
     request = parse_request("kling", prompt="a fox")
     [job] = await store.jobs.create([NewJob(user_id=1, model="kling", provider="replicate",
@@ -177,7 +177,7 @@ async def test_a_render_running_half_an_hour_is_kept_until_it_finishes(store: St
         polls = 0
         while clock.now - submitted < 35 * 60:  # a ~30-minute Kling render, 10x its typical window
             for claimed in await store.jobs.claim_due("w1", lease_seconds=300, now=clock.now):
-                await poller.advance(claimed)
+                await runner.step(claimed)
                 polls += 1
             current = await store.jobs.get(job.id)
             assert current.state in (JobState.SUBMITTED, JobState.RUNNING), current.error_code
@@ -186,7 +186,7 @@ async def test_a_render_running_half_an_hour_is_kept_until_it_finishes(store: St
         assert not fake.requests_to("/cancel")
         while clock.now - submitted < 60 * 60 + 1:
             for claimed in await store.jobs.claim_due("w1", lease_seconds=300, now=clock.now):
-                await poller.advance(claimed)
+                await runner.step(claimed)
             current = await store.jobs.get(job.id)
             if current.state is JobState.FAILED:
                 break
@@ -197,7 +197,7 @@ async def test_a_render_running_half_an_hour_is_kept_until_it_finishes(store: St
         kinds = [e.kind for e in await store.ledger.entries_for_job(job.id)]
         assert kinds == [LedgerKind.RESERVE, LedgerKind.REFUND]
         for row in await store.jobs.claim_outbox("w1", lease_seconds=300, now=clock.now):
-            await poller.run_outbox(row)  # the notice owed with the failure (the outbox)
+            await runner.outbox(row)  # the notice owed with the failure (the outbox)
         assert notifier.endings == [(job.id, "render_timeout")]
     finally:
         await provider.aclose()
