@@ -121,14 +121,17 @@ class Posted:
         self.provider = provider
         self.delays: dict[int, float] = {}
 
-    async def deliver(self, job: Any) -> Delivered:
+    async def deliver(self, job: Any, *, pair: Any = None) -> Delivered:
         self.delays[job.id] = self.provider.clock() - self.provider.ready[job.provider_job_id]
         return Delivered(job.id, 1)
 
-    async def progress(self, job: Any, status: Any) -> bool:
+    async def progress(self, job: Any, status: Any, *, pair: Any = None) -> bool:
         return False
 
-    async def ended(self, job: Any) -> None:
+    async def ended(self, job: Any, **route: Any) -> None:
+        return None
+
+    async def card(self, job: Any, *, pair: Any = None) -> None:
         return None
 
 

@@ -89,7 +89,7 @@ class VideoBot(commands.Bot):
         self.store = await Store.open(settings.database_location, policy)
         self.store.jobs.watch(self.metrics.job_changed)
         self.providers = self._providers or ProviderRegistry(settings)
-        self.delivery = Delivery(self, self.store, settings, self.secrets, clock=self.clock)
+        self.delivery = Delivery(self, settings, self.secrets, clock=self.clock)
         self.runner = JobRunner(self.store, self.providers, settings, notifier=self.delivery, secrets=self.secrets,
                                 clock=self.clock)
         self.poller = Poller(self.store, self.runner, settings)

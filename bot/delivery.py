@@ -29,8 +29,8 @@ from bot.faults import crash_point
 from bot.links import VideoLinks
 from bot.providers.base import StatusResult
 from bot.requests import request_from_json
-from bot.runner import Delivered, DeliveryRetry
-from storage import Job, JobState, StorageError, Store
+from bot.runner import ComparePair, Delivered, DeliveryRetry
+from storage import Compare, Job, JobState
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,12 @@ class BlindShape:
 
 
 class Delivery:
-    """The runner's Notifier, backed by a discord.py client."""
+    """The runner's Notifier, backed by a discord.py client: it posts and edits, and returns what it
+    posted; the runner loads what it shows (a /compare pair included) and records every state."""
 
-    def __init__(self, client: discord.Client, store: Store, settings: Settings, secrets: SecretBox,
+    def __init__(self, client: discord.Client, settings: Settings, secrets: SecretBox,
                  *, clock: Callable[[], float] = time.time) -> None:
         self.client = client
-        self.store = store
         self.settings = settings
         self.secrets = secrets
         self.clock = clock
@@ -276,9 +276,11 @@ class Delivery:
         size = job.result_bytes or Path(job.result_path).stat().st_size
         return Attachment(Path(job.result_path), name, size, self.public_link(job))
 
-    async def deliver(self, job: Job) -> Delivered:
+    async def deliver(self, job: Job, *, pair: ComparePair | None = None) -> Delivered:
         if job.compare_id is not None:
-            return await self._deliver_compare(job)
+            if pair is None:
+                return Delivered(None, note="comparison record missing")
+            return await self._deliver_compare(job, pair)
         request = request_from_json(job.model, job.request_json)
         attachment = self._attachment(job, f"{job.model}-job{job.id}.mp4")
         if attachment is None and not self.public_link(job):
@@ -297,18 +299,19 @@ class Delivery:
             await self._edit_original(replace(job, state=JobState.DELIVERED))
         return outcome
 
-    async def _deliver_compare(self, job: Job) -> Delivered:
-        """One message with both videos (A and B), posted when the second one is ready."""
-        assert job.compare_id is not None
-        compare = await self.store.jobs.get_compare(job.compare_id)
-        partner = await self.store.jobs.partner(job)
-        if compare is None:
-            return Delivered(None, note="comparison record missing")
+    async def _deliver_compare(self, job: Job, compare_pair: ComparePair) -> Delivered:
+        """One message with both videos (A and B), posted when the second one is ready.
+
+        A partner already DELIVERED was shown by an earlier try of this same post (a crash before this
+        job was recorded): it is shown again, and the nonce returns the message already posted.
+        """
+        compare = compare_pair.compare
+        partner = compare_pair.partner(job)
         if partner is not None and partner.state.active:
             return Delivered(None, waiting=True)
         pair = {j.model: j for j in (job, partner) if j is not None}
-        ready = {model: j for model, j in pair.items() if j.state in (JobState.DOWNLOADED, JobState.UNDELIVERED)
-                 or j.id == job.id}
+        shown = (JobState.DOWNLOADED, JobState.UNDELIVERED, JobState.DELIVERED)
+        ready = {model: j for model, j in pair.items() if j.state in shown or j.id == job.id}
         files: list[Attachment] = []
         lines = []
         title = f"Blind compare #{compare.id}" if compare.blind else f"Kling vs Sora · compare #{compare.id}"
@@ -350,17 +353,10 @@ class Delivery:
             shutil.rmtree(self.prepared_dir / f"cmp{compare.id}", ignore_errors=True)
         crash_point("after_post")
         if outcome.message_id is not None and partner is not None and partner.state is JobState.DOWNLOADED:
-            try:
-                await self.store.jobs.update(partner.id, state=JobState.DELIVERED,
-                                             delivered_message_id=outcome.message_id,
-                                             delivered_channel_id=outcome.channel_id)
-            except StorageError:
-                log.info("compare %s: partner job %s already settled", compare.id, partner.id)
-        if outcome.message_id is not None:
-            await self._edit_original(replace(job, state=JobState.DELIVERED))
+            outcome = replace(outcome, also_delivered=(partner.id,))  # the runner records it, then redraws the card
         return outcome
 
-    async def _blind_shape(self, compare: Any, ready: dict[str, Job]) -> BlindShape | None:
+    async def _blind_shape(self, compare: Compare, ready: dict[str, Job]) -> BlindShape | None:
         """What both clips of a blind pair become: the shorter length (Kling 5 s vs Sora 4 s must not
         tell), the lower frame rate and the smaller frame size (models differ in those too)."""
         infos = []
@@ -389,7 +385,8 @@ class Delivery:
         return Attachment(clip.path, attachment.name, clip.size, link=None)
 
     async def ended(self, job: Job, *, nonce: str, skip_followup: bool = False,
-                    on_route: Callable[[str], Awaitable[None]] | None = None) -> int | None:
+                    on_route: Callable[[str], Awaitable[None]] | None = None,
+                    pair: ComparePair | None = None) -> int | None:
         """Tell the user a job failed or was canceled, and whether the credits came back.
 
         Called from the outbox (at least once): the card edit is idempotent, the notice carries `nonce`.
@@ -399,24 +396,24 @@ class Delivery:
         content = f"<@{job.user_id}> job #{job.id} ({request.label}) "
         content += "was canceled." if job.state is JobState.CANCELED else f"failed: {ui.failure_words(job)}"
         content += ui.settlement_words(job)
-        await self._edit_original(job, strict=True)
+        await self._edit_original(job, strict=True, pair=pair)
         outcome = await self._send(job, Post(content=content), nonce=nonce, skip_followup=skip_followup,
                                    on_route=on_route)
         return outcome.message_id
 
-    async def card(self, job: Job) -> None:
+    async def card(self, job: Job, *, pair: ComparePair | None = None) -> None:
         """Bring the command's answer up to date (no live Cancel button on an ended job)."""
-        await self._edit_original(job, strict=True)
+        await self._edit_original(job, strict=True, pair=pair)
 
-    async def progress(self, job: Job, status: StatusResult) -> bool:
+    async def progress(self, job: Job, status: StatusResult, *, pair: ComparePair | None = None) -> bool:
         """Edit the original response, at most every 10 s and never near the token's end."""
         now = self.clock()
         if job.last_progress_edit_at is not None and now - job.last_progress_edit_at < PROGRESS_EVERY:
             return False
-        return await self._edit_original(job)
+        return await self._edit_original(job, pair=pair)
 
-    async def _edit_original(self, job: Job, *, strict: bool = False) -> bool:
-        """Show the job's state on the command's answer (both jobs of a /compare share one answer).
+    async def _edit_original(self, job: Job, *, strict: bool = False, pair: ComparePair | None = None) -> bool:
+        """Show the job's state on the command's answer (both jobs of a /compare share one answer, `pair`).
 
         `strict`: raise DeliveryRetry when Discord is struggling (the outbox tries again later).
         """
@@ -424,14 +421,12 @@ class Delivery:
         if webhook is None:
             return False
         jobs = [job]
-        compare = None
-        if job.compare_id is not None:
-            pair = await self.store.jobs.compare_jobs(job.compare_id)
-            jobs = [job if other.id == job.id else other for other in pair]
-            compare = await self.store.jobs.get_compare(job.compare_id)
         message_id: Any = "@original"  # discord.py types the id as int; Discord also accepts "@original"
-        if compare is not None:
-            return await self._edit_compare_card(webhook, message_id, job, jobs, compare.blind, compare.slot_a)
+        if pair is not None:
+            jobs = list(pair.with_job(job).jobs)
+            compare = pair.compare
+            return await self._edit_compare_card(webhook, message_id, job, jobs, compare.blind, compare.slot_a,
+                                                 strict=strict)
         embeds = []
         view = discord.ui.View(timeout=None)
         for shown in jobs:
@@ -453,8 +448,11 @@ class Delivery:
         return True
 
     async def _edit_compare_card(self, webhook: discord.Webhook, message_id: Any, job: Job, jobs: list[Job],
-                                 blind: bool, slot_a: str) -> bool:
-        """The /compare answer: A first, cancel buttons naming their half; one neutral card when blind."""
+                                 blind: bool, slot_a: str, *, strict: bool = False) -> bool:
+        """The /compare answer: A first, cancel buttons naming their half; one neutral card when blind.
+
+        `strict`: raise DeliveryRetry when Discord is struggling, as for a single job's card.
+        """
         if blind:
             embeds = [ui.blind_compare_embed(jobs, slot_a, compare_id=job.compare_id)]
         else:

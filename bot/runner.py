@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -34,7 +34,7 @@ from bot.providers.base import ErrorKind, JobContext, ProviderError, ProviderSta
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, request_from_json
 from bot.schedule import RenderKey, Schedule
-from storage import IllegalTransition, Job, JobState, LeaseLost, OutboxRow, Store
+from storage import Compare, IllegalTransition, Job, JobState, LeaseLost, OutboxRow, StorageError, Store
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,28 @@ class Delivered:
     channel_id: int | None = None
     note: str | None = None
     waiting: bool = False  # a /compare half waits for its partner, which delivers both
+    # Other jobs shown in the same message (a /compare partner that was waiting): the runner records them
+    # delivered too, so delivery itself never writes job state.
+    also_delivered: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ComparePair:
+    """A /compare as delivery shows it: the record (blind or not, which model is A) and both jobs, by id.
+
+    Loaded by the runner, so delivery draws the shared card and the pair's post without a store.
+    """
+
+    compare: Compare
+    jobs: tuple[Job, ...]
+
+    def partner(self, job: Job) -> Job | None:
+        """The other job of the pair."""
+        return next((other for other in self.jobs if other.id != job.id), None)
+
+    def with_job(self, job: Job) -> ComparePair:
+        """The pair showing `job` as given (e.g. its state about to be recorded) instead of as loaded."""
+        return replace(self, jobs=tuple(job if other.id == job.id else other for other in self.jobs))
 
 
 class DeliveryRetry(Exception):
@@ -65,16 +87,19 @@ class DeliveryRetry(Exception):
 class Notifier(Protocol):
     """The Discord side of a job (bot/delivery.py); the runner itself knows nothing of Discord."""
 
-    async def deliver(self, job: Job) -> Delivered: ...
+    async def deliver(self, job: Job, *, pair: ComparePair | None = None) -> Delivered:
+        """Post the finished video (a /compare's both halves, given `pair`). DeliveryRetry: later."""
+        ...
 
-    async def progress(self, job: Job, status: StatusResult) -> bool: ...
+    async def progress(self, job: Job, status: StatusResult, *, pair: ComparePair | None = None) -> bool: ...
 
     async def ended(self, job: Job, *, nonce: str, skip_followup: bool = False,
-                    on_route: Callable[[str], Awaitable[None]] | None = None) -> int | None:
+                    on_route: Callable[[str], Awaitable[None]] | None = None,
+                    pair: ComparePair | None = None) -> int | None:
         """Show the end on the card and post the notice; the posted message id. DeliveryRetry: later."""
         ...
 
-    async def card(self, job: Job) -> None:
+    async def card(self, job: Job, *, pair: ComparePair | None = None) -> None:
         """Show the job's state on the command's answer. DeliveryRetry: try again later."""
         ...
 
@@ -151,6 +176,16 @@ class JobRunner:
     def result_path(self, job_id: int) -> Path:
         """Where a job's downloaded video lives."""
         return self.settings.video_dir / f"job{job_id}.mp4"
+
+    async def compare_pair(self, job: Job) -> ComparePair | None:
+        """What delivery needs to show a /compare job (None for a single job or a missing record)."""
+        if job.compare_id is None:
+            return None
+        compare = await self.store.jobs.get_compare(job.compare_id)
+        if compare is None:
+            return None
+        jobs = await self.store.jobs.compare_jobs(job.compare_id)
+        return ComparePair(compare, tuple(jobs)).with_job(job)
 
 
     # -- one step of one job --------------------------------------------------------------------
@@ -363,7 +398,7 @@ class JobRunner:
             next_run_at=now + delay, release=True, now=now,
         )
         try:
-            if await self.notifier.progress(job, status):
+            if await self.notifier.progress(job, status, pair=await self.compare_pair(job)):
                 await self.store.jobs.update(job.id, last_progress_edit_at=self.clock())
         except Exception:
             log.warning("job %s: progress update failed", job.id, exc_info=True)
@@ -416,8 +451,9 @@ class JobRunner:
     async def _deliver(self, job: Job) -> None:
         await self._hold(job)
         job = await self._acked(job)
+        pair = await self.compare_pair(job)
         try:
-            outcome = await self.notifier.deliver(job)
+            outcome = await self.notifier.deliver(job, pair=pair)
         except DeliveryRetry as retry:
             if job.attempts + 1 >= MAX_DELIVERY_ATTEMPTS:
                 await self.store.jobs.update(job.id, owner=self.owner, state=JobState.UNDELIVERED,
@@ -436,12 +472,30 @@ class JobRunner:
                                          error_code="undelivered", error_message=outcome.note, next_run_at=None,
                                          release=True)
             return
+        # The partner first: a crash before our own record re-posts (the nonce returns the same message)
+        # and records us; the other order could leave the partner waiting forever.
+        for other_id in outcome.also_delivered:  # the waiting partner holds no lease: no owner to check
+            try:
+                await self.store.jobs.update(other_id, state=JobState.DELIVERED,
+                                             delivered_message_id=outcome.message_id,
+                                             delivered_channel_id=outcome.channel_id)
+            except StorageError:
+                log.info("job %s: shown with job %s but already settled", other_id, job.id)
         job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.DELIVERED,
                                            delivered_message_id=outcome.message_id,
                                            delivered_channel_id=outcome.channel_id)
         crash_point("after_delivered")
+        if pair is not None:  # only now is the shared card's every job recorded as it is shown
+            await self._redraw_card(job)
         if self.settings.keep_videos_hours == 0:
             await retention.sweep(self.store, 0, refs_dir=self.settings.video_dir / "refs")
+
+    async def _redraw_card(self, job: Job) -> None:
+        """Bring a delivered /compare's shared card up to date; best effort (the post itself is done)."""
+        try:
+            await self.notifier.card(job, pair=await self.compare_pair(job))
+        except DeliveryRetry as retry:
+            log.info("job %s: the compare card was left as it was (%s)", job.id, retry)
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -495,13 +549,14 @@ class JobRunner:
         async def on_route(route: str) -> None:
             await self.store.jobs.outbox_route(row.id, self.owner, route)
 
+        pair = await self.compare_pair(job)
         try:
             if row.kind == "ended":
                 message_id = await self.notifier.ended(job, nonce=row.dedup_key, skip_followup=row.route == "followup",
-                                                       on_route=on_route)
+                                                       on_route=on_route, pair=pair)
             else:
                 message_id = None
-                await self.notifier.card(job)
+                await self.notifier.card(job, pair=pair)
         except DeliveryRetry as retry:
             await self.outbox_retry(row, str(retry), retry.retry_after)
             return

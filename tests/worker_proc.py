@@ -54,18 +54,18 @@ class LogNotifier:
     def __init__(self, log: Path) -> None:
         self.log = log
 
-    async def deliver(self, job: Any) -> Delivered:
+    async def deliver(self, job: Any, *, pair: Any = None) -> Delivered:
         with self.log.open("a") as handle:
             handle.write(f"{job.id}\n")
         return Delivered(job.id, 1)
 
-    async def progress(self, job: Any, status: Any) -> bool:
+    async def progress(self, job: Any, status: Any, *, pair: Any = None) -> bool:
         return False
 
     async def ended(self, job: Any, **route: Any) -> int | None:
         return None
 
-    async def card(self, job: Any) -> None:
+    async def card(self, job: Any, *, pair: Any = None) -> None:
         return None
 
     async def confirm_ack(self, job: Any) -> bool:

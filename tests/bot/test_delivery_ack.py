@@ -30,7 +30,7 @@ async def test_followup_and_edits_wait_for_the_recorded_ack(store: Store, tmp_pa
         user_id=1, model="kling", provider="simulated", request_json='{"prompt": "x"}', price=0, channel_id=9,
         guild_installed=False, application_id=77, interaction_token=secrets.encrypt_text("tok"),
         token_expires_at=now + 900)], now=now)
-    delivery = Delivery(NoDiscord(), store, Settings(video_dir=tmp_path), secrets)  # type: ignore[arg-type]
+    delivery = Delivery(NoDiscord(), Settings(video_dir=tmp_path), secrets)  # type: ignore[arg-type]
     assert job.acked_at is None and not delivery.token_alive(job)
     assert await delivery._edit_original(job) is False  # no edit of an answer that may not exist yet
     with pytest.raises(DeliveryRetry):

@@ -121,7 +121,7 @@ class SlowNotifier(RecordingNotifier):
         super().__init__()
         self.seconds = seconds
 
-    async def deliver(self, job):  # type: ignore[no-untyped-def]
+    async def deliver(self, job, *, pair=None):  # type: ignore[no-untyped-def]
         self.delivered.append(job.id)
         await asyncio.sleep(self.seconds)
         return Delivered(1000 + job.id, 5)
@@ -161,7 +161,7 @@ async def test_delivery_that_keeps_crashing_ends_undelivered(store: Store, parts
     poller, provider, notifier, clock = parts
     job_id = await make_job(store, clock)
 
-    async def broken(job):  # type: ignore[no-untyped-def]
+    async def broken(job, *, pair=None):  # type: ignore[no-untyped-def]
         raise RuntimeError("bug in delivery")
 
     notifier.deliver = broken

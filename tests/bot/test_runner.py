@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from bot.providers.base import (
 from bot.providers.registry import ProviderRegistry
 from bot.requests import parse_request
 from bot.runner import Delivered, DeliveryRetry, JobRunner, retry_delay
-from storage import JobState, LedgerKind, NewJob, Store
+from storage import ComparePairing, JobState, LedgerKind, NewJob, Store
 
 
 class ScriptedProvider(VideoProvider):
@@ -90,25 +91,25 @@ class RecordingNotifier:
         self.fail_notices = 0
         self.cards: list[tuple[int, JobState]] = []
 
-    async def deliver(self, job):  # type: ignore[no-untyped-def]
+    async def deliver(self, job, *, pair=None):  # type: ignore[no-untyped-def]
         if self.fail_deliveries:
             self.fail_deliveries -= 1
             raise DeliveryRetry("Discord 503", retry_after=1.0)
         self.delivered.append(job.id)
         return Delivered(1000 + job.id, 5)
 
-    async def progress(self, job, status):  # type: ignore[no-untyped-def]
+    async def progress(self, job, status, *, pair=None):  # type: ignore[no-untyped-def]
         self.progress_calls += 1
         return True
 
-    async def ended(self, job, *, nonce, skip_followup=False, on_route=None):  # type: ignore[no-untyped-def]
+    async def ended(self, job, *, nonce, skip_followup=False, on_route=None, pair=None):  # type: ignore[no-untyped-def]
         if self.fail_notices:
             self.fail_notices -= 1
             raise DeliveryRetry("Discord 503")
         self.endings.append((job.id, job.error_code))
         return 2000 + job.id
 
-    async def card(self, job):  # type: ignore[no-untyped-def]
+    async def card(self, job, *, pair=None):  # type: ignore[no-untyped-def]
         self.cards.append((job.id, job.state))
 
     async def confirm_ack(self, job):  # type: ignore[no-untyped-def]
@@ -396,3 +397,57 @@ async def test_undeliverable_notice_is_given_up_not_looped(store: Store, parts) 
     [row] = await store.jobs.outbox_for_job(job_id)
     assert row["next_run_at"] is None and row["done_at"] is not None and row["message_id"] is None
     assert notifier.fail_notices == 100 - 8 and await store.jobs.next_due_at() is None
+
+
+class PairNotifier(RecordingNotifier):
+    """Shows /compare pairs as delivery does: waits for the partner, then posts both and says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.posts: list[tuple[int, tuple[int, ...]]] = []
+        self.pair_cards: list[dict[int, JobState]] = []
+
+    async def deliver(self, job, *, pair=None):  # type: ignore[no-untyped-def]
+        assert pair is not None and pair.compare.id == job.compare_id
+        partner = pair.partner(job)
+        if partner is not None and partner.state.active:
+            return Delivered(None, waiting=True)
+        shown = (partner.id,) if partner is not None and partner.state is JobState.DOWNLOADED else ()
+        self.posts.append((job.id, shown))
+        return Delivered(3000, 5, also_delivered=shown)
+
+    async def card(self, job, *, pair=None):  # type: ignore[no-untyped-def]
+        assert pair is not None
+        self.pair_cards.append({shown.id: shown.state for shown in pair.jobs})
+
+
+async def test_compare_pair_is_recorded_delivered_before_its_card_is_redrawn(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    """Delivery gets the pair from the runner and says which partner it showed; the runner records both
+    jobs, and only then asks for the shared card, which so shows both Done (the reverted ef95295 did not)."""
+    runner, provider, _, clock = parts
+    runner.notifier = notifier = PairNotifier()
+    requests = [parse_request("kling", prompt="a fox"), parse_request("sora", prompt="a fox")]
+    first, second = await store.jobs.create(
+        [NewJob(user_id=1, model=request.model.value, provider="scripted", request_json=request.model_dump_json(),
+                price=10) for request in requests], now=clock.now, compare=ComparePairing(blind=False, slot_a="kling"))
+    await step(runner, clock)
+    clock.now += 1000
+    provider.statuses = [StatusResult(ProviderState.SUCCEEDED, result_url="https://cdn.example/v.mp4")] * 2
+    waiter, poster = await step(runner, clock)
+    assert {waiter, poster} == {first.id, second.id}
+    assert notifier.posts == [(poster, (waiter,))]  # the first to finish waited; the second posted both
+    for job_id in (first.id, second.id):
+        job = await store.jobs.get(job_id)
+        assert job.state is JobState.DELIVERED and job.delivered_message_id == 3000
+    assert notifier.pair_cards == [{first.id: JobState.DELIVERED, second.id: JobState.DELIVERED}]
+
+
+async def test_the_runner_loads_a_compare_pair_as_one_typed_value(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+    runner, provider, notifier, clock = parts
+    requests = [parse_request("kling", prompt="a fox"), parse_request("sora", prompt="a fox")]
+    jobs = await store.jobs.create(
+        [NewJob(user_id=1, model=request.model.value, provider="scripted", request_json=request.model_dump_json(),
+                price=10) for request in requests], now=clock.now, compare=ComparePairing(blind=True, slot_a="sora"))
+    pair = await runner.compare_pair(jobs[0])
+    assert pair is not None and pair.compare.blind and [j.id for j in pair.jobs] == [j.id for j in jobs]
+    assert pair.partner(jobs[0]) == jobs[1] and await runner.compare_pair(replace(jobs[0], compare_id=None)) is None
