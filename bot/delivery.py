@@ -467,6 +467,9 @@ class Delivery:
         try:
             await webhook.edit_message(message_id, embeds=embeds, view=view)
         except discord.HTTPException as error:
+            if strict and self._retryable(error):
+                raise DeliveryRetry(f"Discord answered {error.status} on the compare card edit",
+                                    retry_after=getattr(error, "retry_after", None)) from None
             log.info("job %s: progress edit refused (%s)", job.id, error.status)
             return False
         return True

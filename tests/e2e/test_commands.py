@@ -219,3 +219,34 @@ async def test_progress_edits_are_coalesced(harness: BotHarness) -> None:
     assert 1 <= len(edits) <= 3
     final = harness.response_message(ack)
     assert "Done" in json.dumps(final["embeds"]) and final["components"] == []
+
+
+@pytest.mark.settings(poll_time_scale=0.01)
+async def test_compare_card_edit_refused_by_discord_is_retried(harness: BotHarness) -> None:
+    """Rate limits that outlast discord.py's own five tries: the outbox tries the shared card again, so it
+    ends showing both halves failed with no live Cancel button (it used to be left as it was)."""
+    server, bot = harness.server, harness.bot
+    assert bot is not None
+    card = r"/messages/@original$"
+    server.inject(card, status=429, times=10, retry_after=0.05, method="PATCH")  # both notices' first edits
+    ack = await harness.invoke("/compare", user=server.alice, channel=server.general,
+                               prompt="A lighthouse in fog. [fail:invalid_request]")
+    ids = await job_ids(harness, server.alice)
+    assert len(ids) == 2
+    for job_id in ids:
+        await harness.wait_job(job_id, JobState.FAILED)
+
+    async def owed() -> list[dict[str, Any]]:
+        return [row for job_id in ids for row in await bot.store.jobs.outbox_for_job(job_id)]
+
+    async with asyncio.timeout(30):
+        while any(row["done_at"] is None for row in await owed()):
+            await asyncio.sleep(0.05)
+    rows = await owed()
+    assert len(rows) == 2 and all(row["message_id"] for row in rows)  # each notice posted once
+    assert any(row["attempts"] >= 1 for row in rows)  # a card edit was refused, and tried again
+    edits = [r for r in server.requests if r.method == "PATCH" and r.path.endswith("/messages/@original")]
+    assert len(edits) > 10  # past the injected refusals
+    answer = harness.response_message(ack)
+    assert not answer["components"]  # no live Cancel button on a pair that ended
+    assert json.dumps(answer["embeds"]).count("Why") == 2
