@@ -22,7 +22,6 @@ from bot.poller import Poller
 from bot.providers.registry import ProviderRegistry
 from bot.runner import JobRunner
 from bot.service import VideoService
-from bot.ui import JobButton, VoteButton
 from bot.web import WebServer
 from storage import CreditPolicy, Store
 
@@ -98,7 +97,6 @@ class VideoBot(commands.Bot):
             await self.load_operators()
             for extension in EXTENSIONS:
                 await self.load_extension(extension)
-            self.add_dynamic_items(JobButton, VoteButton)
             await self.sync_commands()
         if settings.bot_role in ("all", "worker"):
             await self.store.on_new_jobs(self.poller.wake)  # other processes' new jobs (PostgreSQL)

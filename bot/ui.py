@@ -1,18 +1,16 @@
 """What users see: embeds, plain-words errors and the persistent result buttons.
 
-Buttons are `DynamicItem`s whose `custom_id` carries the job id (`job:42:rerun`), so they keep
-working after a restart with no in-memory view; the click is handed to the Video cog.
+A button's `custom_id` carries the job id (`job:42:rerun`), so it keeps working after a restart with no
+in-memory view; the cog that handles the action answers the click (a DynamicItem registered in its setup).
 """
 
 from __future__ import annotations
 
 import re
 import string
-from typing import Any
 
 import discord
 
-from bot import errors, logcontext
 from bot.requests import AnyRequest, KlingRequest, SoraRequest, request_from_json
 from storage import Job, JobState
 
@@ -281,6 +279,11 @@ def failure_words(job: Job, *, private: bool = False) -> str:
 
 
 # -- persistent buttons ----------------------------------------------------------------------------
+# The custom_ids are a contract with every message already posted (`job:<id>:<action>`,
+# `cmp:<id>:vote:<a|b>`): change them and the buttons on old cards stop working. This module only *builds*
+# the buttons, so delivery can post them without importing cogs; the cog that handles an action registers a
+# DynamicItem whose template matches its ids (cogs/video.py: rerun, variation, Sora, cancel, votes;
+# cogs/jobs.py: get result).
 
 ACTIONS = {
     "rerun": ("Rerun", "↻"),
@@ -290,77 +293,69 @@ ACTIONS = {
     "stop": ("Yes, cancel it", "✖"),
     "show": ("Get result", "📥"),
 }
+VOTE_TEMPLATE = r"cmp:(?P<id>[0-9]+):vote:(?P<slot>[ab])"
 
 
-class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:(?P<id>[0-9]+):(?P<action>[a-z]+)"):
-    """A button acting on one job; state lives in the custom_id and SQLite, so restarts don't matter."""
+def job_template(*actions: str) -> str:
+    """The DynamicItem template for `job:<id>:<action>` ids with one of `actions` (each must be in ACTIONS)."""
+    unknown = set(actions) - set(ACTIONS)
+    if not actions or unknown:
+        raise ValueError(f"unknown job button actions: {sorted(unknown)}")
+    return rf"job:(?P<id>[0-9]+):(?P<action>{'|'.join(re.escape(action) for action in actions)})"
+
+
+def job_custom_id(job_id: int, action: str) -> str:
+    return f"job:{job_id}:{action}"
+
+
+def vote_custom_id(compare_id: int, slot: str) -> str:
+    return f"cmp:{compare_id}:vote:{slot}"
+
+
+class PostedButton(discord.ui.Button[discord.ui.View]):
+    """A button as posted; a click on it is answered by the cog's DynamicItem matching its custom_id.
+
+    Not dispatchable on purpose: discord.py would otherwise keep the view of every card it sends in memory
+    for the life of the process, only to find a button that does nothing when clicked.
+    """
+
+    def is_dispatchable(self) -> bool:
+        return False
+
+
+class JobButton(PostedButton):
+    """A button acting on one job (`job:<id>:<action>`); its state lives in the custom_id and the store."""
 
     def __init__(self, job_id: int, action: str, label: str | None = None) -> None:
         default_label, emoji = ACTIONS[action]
-        label = label or default_label
         style = discord.ButtonStyle.danger if action in ("cancel", "stop") else discord.ButtonStyle.secondary
         if action == "sora":
             style = discord.ButtonStyle.primary
-        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style,
-                                           custom_id=f"job:{job_id}:{action}"))
+        super().__init__(label=label or default_label, emoji=emoji, style=style,
+                         custom_id=job_custom_id(job_id, action))
         self.job_id = job_id
         self.action = action
 
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
-                             match: re.Match[str], /) -> JobButton:
-        action = match["action"]
-        if action not in ACTIONS:
-            raise ValueError(action)
-        return cls(int(match["id"]), action)
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        errors.bind_interaction(interaction)
-        logcontext.bind(job_id=self.job_id)
-        return True
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        cog = interaction.client.get_cog("Video")  # type: ignore[attr-defined]
-        if cog is None:
-            await interaction.response.send_message("This button is not available right now.", ephemeral=True)
-            return
-        try:
-            await cog.on_job_button(interaction, self.job_id, self.action)
-        except Exception as error:  # discord.py would only log it; the user would see "did not respond"
-            await errors.report(interaction, error, f"the {self.action} button of job {self.job_id}")
-
-
-class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                 template=r"cmp:(?P<id>[0-9]+):vote:(?P<slot>[ab])"):
-    """A vote on a compare; persistent like JobButton."""
+class VoteButton(PostedButton):
+    """A vote for one side of a compare (`cmp:<id>:vote:<slot>`)."""
 
     def __init__(self, compare_id: int, slot: str, label: str) -> None:
-        super().__init__(discord.ui.Button(label=label, emoji="👍", style=discord.ButtonStyle.success,
-                                           custom_id=f"cmp:{compare_id}:vote:{slot}"))
+        super().__init__(label=label, emoji="👍", style=discord.ButtonStyle.success,
+                         custom_id=vote_custom_id(compare_id, slot))
         self.compare_id = compare_id
         self.slot = slot
 
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
-                             match: re.Match[str], /) -> VoteButton:
-        return cls(int(match["id"]), match["slot"], item.label or match["slot"].upper())
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        errors.bind_interaction(interaction)
-        return True
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        cog = interaction.client.get_cog("Video")  # type: ignore[attr-defined]
-        if cog is None:
-            await interaction.response.send_message("Voting is not available right now.", ephemeral=True)
-            return
-        try:
-            await cog.on_vote(interaction, self.compare_id, self.slot)
-        except Exception as error:
-            await errors.report(interaction, error, f"a vote on compare {self.compare_id}")
+def confirm_cancel_view(job: Job) -> discord.ui.View:
+    """The "Yes, cancel it" button under a cancel's price (ephemeral)."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton(job.id, "stop"))
+    return view
 
 
 def result_view(job: Job) -> discord.ui.View:
+    """Under a finished video: rerun, variation, and (for Kling) the final render with Sora."""
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton(job.id, "rerun"))
     view.add_item(JobButton(job.id, "vary"))
@@ -370,6 +365,7 @@ def result_view(job: Job) -> discord.ui.View:
 
 
 def running_view(job: Job) -> discord.ui.View:
+    """Under a running job's card: its Cancel button."""
     view = discord.ui.View(timeout=None)
     view.add_item(JobButton(job.id, "cancel"))
     return view

@@ -60,9 +60,8 @@ async def ask_cancel(interaction: discord.Interaction, service: VideoService, jo
     if not job.state.active:
         await refuse(interaction, f"Job #{job.id} is already {job.state.value}; nothing to cancel.")
         return
-    view = discord.ui.View(timeout=None)
-    view.add_item(ui.JobButton(job.id, "stop"))
-    await interaction.response.send_message(service.cancel_terms(job).words(), view=view, ephemeral=True)
+    await interaction.response.send_message(service.cancel_terms(job).words(), view=ui.confirm_cancel_view(job),
+                                            ephemeral=True)
 
 
 async def cancel_and_reply(interaction: discord.Interaction, service: VideoService, job: Job) -> None:

@@ -1,18 +1,19 @@
-"""/jobs, /job show and /job cancel: a user's own jobs only."""
+"""/jobs, /job show and /job cancel: a user's own jobs only; also the "Get result" button (`job:<id>:show`)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import media, ui
+from bot import errors, logcontext, media, ui
 from bot.requests import request_from_json
 from cogs._shared import ask_cancel, refuse, upload_limit
 from storage import Job, JobState
@@ -28,6 +29,14 @@ class Jobs(commands.Cog):
 
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
+        self.button_handlers = bound_handlers(self)
+
+    async def cog_load(self) -> None:
+        """Answer "Get result" buttons, including those on messages posted before a restart."""
+        self.bot.add_dynamic_items(*self.button_handlers)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(*self.button_handlers)
 
     def _eta(self, job: Job) -> str:
         if not job.state.active:
@@ -72,7 +81,11 @@ class Jobs(commands.Cog):
     @app_commands.describe(id="The job number (see /jobs)")
     async def show(self, interaction: discord.Interaction, id: int) -> None:
         """Show a job; attach or link its video when there is one."""
-        job = await self._own(interaction, id)
+        await self.show_job(interaction, id)
+
+    async def show_job(self, interaction: discord.Interaction, job_id: int) -> None:
+        """/job show and the "Get result" button: the caller's own job only, with its video or link."""
+        job = await self._own(interaction, job_id)
         if job is None:
             return
         if (compare := await self.bot.service.blind_until_vote(job)) is not None:
@@ -150,6 +163,41 @@ class Jobs(commands.Cog):
         if job is None:
             return
         await ask_cancel(interaction, self.bot.service, job)
+
+
+class ShowButtonHandler(discord.ui.DynamicItem[discord.ui.Button[Any]], template=ui.job_template("show")):
+    """Answers `job:<id>:show` ("Get result") clicks for the Jobs cog, as `/job show <id>` would."""
+
+    jobs: ClassVar[Jobs]  # set on the subclass bound to one loaded cog (`bound_handlers`)
+
+    def __init__(self, item: discord.ui.Button[Any], job_id: int) -> None:
+        super().__init__(item)
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
+                             match: re.Match[str], /) -> ShowButtonHandler:
+        return cls(item, int(match["id"]))
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        errors.bind_interaction(interaction)
+        logcontext.bind(job_id=self.job_id)
+        return True
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await self.jobs.show_job(interaction, self.job_id)
+        except Exception as error:  # discord.py would only log it; the user would see "did not respond"
+            await errors.report(interaction, error, f"the Get result button of job {self.job_id}")
+
+
+def bound_handlers(cog: Jobs) -> tuple[type[ShowButtonHandler]]:
+    """The handler bound to one loaded cog (a typed reference, no lookup by name, no global)."""
+
+    class BoundShowButton(ShowButtonHandler, template=ShowButtonHandler.__discord_ui_compiled_template__):
+        jobs = cog
+
+    return (BoundShowButton,)
 
 
 async def setup(bot: VideoBot) -> None:

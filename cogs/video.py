@@ -1,8 +1,11 @@
-"""/kling, /sora, /compare and /compare-stats, plus the result buttons.
+"""/kling, /sora, /compare and /compare-stats, plus the buttons they post (rerun, variation, Sora, cancel, vote).
 
 Thin by design: validate (pure, before anything is charged), reserve and store through the
 service, answer within Discord's 3 seconds. Reference images are only *checked* here (type and
 size from the attachment's metadata); the poller downloads them after the ack.
+
+The buttons are built by bot/ui.py (delivery posts them too); the DynamicItems below answer their clicks on
+any message, old or new, and are registered by the cog itself when it loads.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import catalogue, ui
+from bot import catalogue, errors, logcontext, ui
 from bot.faults import crash_point
 from bot.images import ImageError, check_attachment
 from bot.media import MediaError
@@ -55,6 +59,14 @@ class Video(commands.Cog):
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
         self._set_choices()
+        self.button_handlers = bound_handlers(self)
+
+    async def cog_load(self) -> None:
+        """Answer this cog's buttons, including those on messages posted before a restart."""
+        self.bot.add_dynamic_items(*self.button_handlers)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(*self.button_handlers)
 
     def _set_choices(self) -> None:
         """Slash choices from the catalogue: each family's enabled models on its configured provider."""
@@ -315,6 +327,10 @@ class Video(commands.Cog):
     # -- buttons -------------------------------------------------------------------------------
 
     async def on_job_button(self, interaction: discord.Interaction, job_id: int, action: str) -> None:
+        """Rerun, variation, render with Sora (each a new paid job, paid by whoever pressed), or cancel."""
+        if action not in VIDEO_ACTIONS:
+            await refuse(interaction, "This button is not handled here.")
+            return
         job = await self.bot.service.job(job_id)
         if job is None:
             await refuse(interaction, "That job no longer exists.")
@@ -353,6 +369,7 @@ class Video(commands.Cog):
             await ask_cancel(interaction, self.bot.service, job)
 
     async def on_vote(self, interaction: discord.Interaction, compare_id: int, slot: str) -> None:
+        """Record a vote; after a blind vote, reveal which model was which (to the voter only)."""
         compare = await self.bot.service.compare(compare_id)
         if compare is None:
             await refuse(interaction, "That comparison no longer exists.")
@@ -402,6 +419,75 @@ class Video(commands.Cog):
             await interaction.followup.send("\n".join(lines), files=files, ephemeral=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+VIDEO_ACTIONS = ("rerun", "vary", "sora", "cancel", "stop")
+
+
+class JobButtonHandler(discord.ui.DynamicItem[discord.ui.Button[Any]], template=ui.job_template(*VIDEO_ACTIONS)):
+    """Answers `job:<id>:<action>` clicks for the Video cog; everything it needs is in the custom_id."""
+
+    video: ClassVar[Video]  # set on the subclass bound to one loaded cog (`bound_handlers`)
+
+    def __init__(self, item: discord.ui.Button[Any], job_id: int, action: str) -> None:
+        super().__init__(item)
+        self.job_id = job_id
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
+                             match: re.Match[str], /) -> JobButtonHandler:
+        return cls(item, int(match["id"]), match["action"])
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        errors.bind_interaction(interaction)
+        logcontext.bind(job_id=self.job_id)
+        return True
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await self.video.on_job_button(interaction, self.job_id, self.action)
+        except Exception as error:  # discord.py would only log it; the user would see "did not respond"
+            await errors.report(interaction, error, f"the {self.action} button of job {self.job_id}")
+
+
+class VoteButtonHandler(discord.ui.DynamicItem[discord.ui.Button[Any]], template=ui.VOTE_TEMPLATE):
+    """Answers `cmp:<id>:vote:<slot>` clicks for the Video cog."""
+
+    video: ClassVar[Video]
+
+    def __init__(self, item: discord.ui.Button[Any], compare_id: int, slot: str) -> None:
+        super().__init__(item)
+        self.compare_id = compare_id
+        self.slot = slot
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
+                             match: re.Match[str], /) -> VoteButtonHandler:
+        return cls(item, int(match["id"]), match["slot"])
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        errors.bind_interaction(interaction)
+        return True
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await self.video.on_vote(interaction, self.compare_id, self.slot)
+        except Exception as error:
+            await errors.report(interaction, error, f"a vote on compare {self.compare_id}")
+
+
+def bound_handlers(cog: Video) -> tuple[type[JobButtonHandler], type[VoteButtonHandler]]:
+    """The handlers bound to one loaded cog: a typed reference, no lookup by name, and no global (each bot
+    in a process, e.g. a test's restarted one, answers with its own cog)."""
+
+    class BoundJobButton(JobButtonHandler, template=JobButtonHandler.__discord_ui_compiled_template__):
+        video = cog
+
+    class BoundVoteButton(VoteButtonHandler, template=VoteButtonHandler.__discord_ui_compiled_template__):
+        video = cog
+
+    return BoundJobButton, BoundVoteButton
 
 
 def _days(days: float) -> str:
