@@ -1,7 +1,7 @@
 """The domain behind the commands: turn a validated request into a paid, stored, scheduled job.
 
 Cogs call this with plain data (no discord objects), so the same path serves slash commands,
-buttons (rerun, variation, render with Sora) and tests.
+buttons (rerun, variation, render with Sora) and tests. It is the cogs' only way to the store.
 """
 
 from __future__ import annotations
@@ -17,9 +17,28 @@ from bot.faults import crash_point
 from bot.pricing import current_prices
 from bot.providers.base import JobContext
 from bot.providers.registry import ProviderRegistry
+from bot.purchases import Purchases
 from bot.requests import AnyRequest, PriceTable, SoraRequest, request_from_json
 from bot.runner import JobRunner
-from storage import Compare, ComparePairing, GuildSettings, Job, JobState, LedgerEntry, NewJob, SettingsChange, Store
+
+# `X as X`: the domain vocabulary the cogs speak, re-exported. A cog imports it from here, never from storage
+# (tests/bot/test_layering.py checks that no cog imports storage or reaches for the bot's store).
+from storage import (
+    Compare,
+    ComparePairing,
+    ConcurrencyLimit as ConcurrencyLimit,
+    DailySpendLimit as DailySpendLimit,
+    GuildSettings,
+    IllegalTransition as IllegalTransition,
+    InsufficientCredits as InsufficientCredits,
+    Job,
+    JobState,
+    LedgerEntry,
+    MemberDailyCap as MemberDailyCap,
+    NewJob,
+    SettingsChange,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +122,10 @@ class VideoService:
         self.store = store
         self.providers = providers
         self.runner = runner  # secrets, file paths and the scheduler's wake-up, never through the poller
+        # Credits bought in Discord. One per process: it holds the subscriber cache that the ledger's daily
+        # grant reads (store.policy.subscriber_daily), so the Store cog must not build its own.
+        self.purchases = Purchases(store.ledger, settings.credit_pack_map(), settings.subscription_map(),
+                                   store.policy.subscriber_daily)
 
     def eta(self, request: AnyRequest) -> float:
         low, high = self.providers.for_model(request.model).expected_seconds(request)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot import ui
-from bot.service import Invocation, VideoService
-from storage import IllegalTransition, Job
+from bot.service import IllegalTransition, Invocation, Job, VideoService
 
 
 def invocation(interaction: discord.Interaction) -> Invocation:

@@ -15,8 +15,8 @@ from discord.ext import commands
 
 from bot import errors, logcontext, media, ui
 from bot.requests import request_from_json
+from bot.service import Job, JobState
 from cogs._shared import ask_cancel, refuse, upload_limit
-from storage import Job, JobState
 
 if TYPE_CHECKING:
     from bot.client import VideoBot

@@ -17,8 +17,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import ui
+from bot.service import GuildSettings, SettingsChange
 from cogs._shared import is_manager, refuse
-from storage import GuildSettings, SettingsChange
 
 if TYPE_CHECKING:
     from bot.client import VideoBot

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot.purchases import EntitlementInfo, Outcome, Purchases
+from bot.purchases import EntitlementInfo, Outcome
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
@@ -52,9 +52,7 @@ class Store(commands.Cog):
 
     def __init__(self, bot: VideoBot) -> None:
         self.bot = bot
-        settings = bot.settings
-        self.purchases = Purchases(bot.store.ledger, settings.credit_pack_map(), settings.subscription_map(),
-                                   bot.store.policy.subscriber_daily)
+        self.purchases = bot.service.purchases  # the process's one subscriber cache, owned by the service
         self._lock = asyncio.Lock()  # an event and a reconcile handling the same entitlement take turns
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

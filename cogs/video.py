@@ -36,10 +36,18 @@ from bot.requests import (
     parse_request,
     request_from_json,
 )
-from bot.service import NoOwnKey
+from bot.service import (
+    Compare,
+    ComparePairing,
+    ConcurrencyLimit,
+    DailySpendLimit,
+    InsufficientCredits,
+    Job,
+    MemberDailyCap,
+    NoOwnKey,
+)
 from cogs._shared import ask_cancel, cancel_and_reply, guild_refusal, invocation, refuse, upload_limit
 from cogs.store import buy_view
-from storage import Compare, ComparePairing, ConcurrencyLimit, DailySpendLimit, InsufficientCredits, Job, MemberDailyCap
 
 if TYPE_CHECKING:
     from bot.client import VideoBot
