@@ -67,3 +67,12 @@ def test_the_checks_find_what_they_look_for() -> None:
         "line 5: .store", "line 6: getattr(..., 'store')",
     ]
     assert cog_lookups(source) == [8]
+
+
+def test_the_service_does_not_reach_through_the_poller() -> None:
+    """Secrets, file paths and wake-ups come from the runner that owns them, not from the scheduler."""
+    tree = ast.parse((BOT_DIR / "service.py").read_text(encoding="utf-8"))
+    imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert "bot.poller" not in imports and "poller" not in attributes
+    assert "bot.runner" in imports  # the check reads the right file
