@@ -287,12 +287,19 @@ class JobStore:
         if await self.renew_lease(job_id, owner, lease_seconds=lease_seconds, now=now) != "held":
             raise LeaseLost(job_id)
 
-    async def acknowledge(self, job_ids: Sequence[int], *, now: float | None = None) -> None:
-        """Record that the command's answer was sent: only now may workers use the interaction's webhook."""
+    async def acknowledge(self, job_ids: Sequence[int], *, now: float | None = None,
+                          card_message_id: int | None = None) -> None:
+        """Record that the command's answer was sent: only now may workers use the interaction's webhook.
+
+        `card_message_id` is that answer's message id (the card), kept in the same write so that the card can
+        still be deleted through the channel once the interaction token is dead.
+        """
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
             for job_id in job_ids:
-                await conn.execute("UPDATE jobs SET acked_at = ? WHERE id = ? AND acked_at IS NULL", (now, job_id))
+                await conn.execute(
+                    "UPDATE jobs SET acked_at = ?, card_message_id = COALESCE(card_message_id, ?)"
+                    " WHERE id = ? AND acked_at IS NULL", (now, card_message_id, job_id))
 
     async def update(
         self,
@@ -304,6 +311,7 @@ class JobStore:
         now: float | None = None,
         notice: bool = True,
         charge: int = 0,
+        retire_card: bool = False,
         **changes: Any,
     ) -> Job:
         """Change a job, moving it through the state machine and settling credits on the way.
@@ -312,6 +320,8 @@ class JobStore:
         DOWNLOADED captures the reserved credits; FAILED or CANCELED refunds them (exactly once),
         less `charge` credits (a cancel the provider cannot honour), and writes an outbox row in the
         same transaction: the user is told (`notice`, else only the card is updated) even after a crash.
+        Moving to DELIVERED with `retire_card` (the result is a message of its own, not the card edited into
+        it) owes the progress card's retirement the same way: one row per card, so a /compare pair owes one.
         """
         unknown = set(changes) - MUTABLE_JOB_COLUMNS
         if unknown:
@@ -360,6 +370,9 @@ class JobStore:
                     owed = ("ended" if notice else "card", f"end{job_id}")
                 elif state is JobState.UNDELIVERED:  # the card must stop showing a live job
                     owed = ("card", f"undelivered{job_id}")
+                elif state is JobState.DELIVERED and retire_card:
+                    owed = ("retire", f"retire-cmp{job.compare_id}" if job.compare_id is not None
+                            else f"retire{job_id}")
                 if owed is not None:
                     await conn.execute(
                         "INSERT INTO outbox (job_id, kind, dedup_key, next_run_at, created_at) VALUES (?, ?, ?, ?, ?)"

@@ -133,7 +133,8 @@ class NewJob:
 
 @dataclass(frozen=True)
 class OutboxRow:
-    """A user-visible effect owed for a job (`ended`: notice and card edit; `card`: card edit only)."""
+    """A user-visible effect owed for a job (`ended`: notice and card edit; `card`: card edit only;
+    `retire`: the result was posted as its own message, so the progress card goes)."""
 
     id: int
     job_id: int
@@ -217,6 +218,7 @@ class Job:
     compare_id: int | None
     request_key: str | None = None
     acked_at: float | None = None
+    card_message_id: int | None = None  # the command's public answer, recorded with the acknowledgement
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:

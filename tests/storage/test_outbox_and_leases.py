@@ -95,7 +95,9 @@ async def test_sqlite_upgrade_rebuilds_jobs_keeping_rows_links_and_indexes(tmp_p
     from storage.database import load_migrations
 
     path = tmp_path / "old.sqlite3"
-    older = [(version, sql) for version, _, sql in load_migrations("sqlite") if "jobs_new" not in sql]
+    migrations = [(version, sql) for version, _, sql in load_migrations("sqlite")]
+    rebuild = next(index for index, (_, sql) in enumerate(migrations) if "jobs_new" in sql)
+    older = migrations[:rebuild]  # the schema before the rebuild; it and every later migration run on open
     async with aiosqlite.connect(path) as conn:
         await conn.executescript("\n".join(sql for _, sql in older) + f"\nPRAGMA user_version = {older[-1][0]};")
         await conn.execute("INSERT INTO users (id, balance, created_at) VALUES (1, 90, 1.0)")
