@@ -1,12 +1,16 @@
 """Posting finished videos (and failures, and progress) back to Discord.
 
 Routes, in order: the channel itself when the bot may post there (guild install or the bot's own
-DM), a followup while the interaction token lives, then a DM. The MP4 is attached when it fits
-the upload limit of that route; a file over it is re-encoded to fit first (bot/media.py), and every
-posted MP4 is fast-start H.264/AAC (remuxed when a provider's is not). Only a file that cannot fit
-even re-encoded is linked instead. Channel and DM posts carry the nonce `job<id>`
-with `enforce_nonce`, so a retry after a crash returns the message already posted instead of a
-second one.
+DM), the card itself (the command's answer, edited into the result) while the interaction token
+lives, then a DM. The MP4 is attached when it fits the upload limit of that route; a file over it is
+re-encoded to fit first (bot/media.py), and every posted MP4 is fast-start H.264/AAC (remuxed when a
+provider's is not). Only a file that cannot fit even re-encoded is linked instead. Channel and DM
+posts carry the nonce `job<id>` with `enforce_nonce`, so a retry after a crash returns the message
+already posted instead of a second one; the card route is an edit, the same however often it runs.
+
+One message per job: a result (or failure notice) posted as its own message, next to the card,
+retires the card (deleted: the owner's mention in the post is the ping, Midjourney's pattern);
+where no post route exists the card is edited into the result instead.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Attachment:
 class Post:
     content: str
     embed: discord.Embed | None = None
+    embeds: list[discord.Embed] = field(default_factory=list)  # several (a /compare's halves), after `embed`
     files: list[Attachment] = field(default_factory=list)
     view: discord.ui.View | None = None
 
@@ -65,7 +70,7 @@ class BlindShape:
 
 
 class Delivery:
-    """The runner's Notifier, backed by a discord.py client: it posts and edits, and returns what it
+    """The runner's Notifier, backed by a discord.py client: it posts, edits and deletes, and returns what it
     posted; the runner loads what it shows (a /compare pair included) and records every state."""
 
     def __init__(self, client: discord.Client, settings: Settings, secrets: SecretBox,
@@ -91,6 +96,61 @@ class Delivery:
             return None
         token = self.secrets.decrypt_text(job.interaction_token)
         return discord.Webhook.partial(job.application_id, token, client=self.client)
+
+    @staticmethod
+    def channel_reachable(job: Job) -> bool:
+        """The bot may use the card's channel itself (guild install or its own DM), token or not."""
+        return bool(job.channel_id and (job.guild_installed or job.is_dm))
+
+    async def _card_message(self, job: Job) -> discord.PartialMessage | None:
+        """The card through the channel API, for when the interaction token is dead (needs its recorded id)."""
+        if not self.channel_reachable(job) or job.card_message_id is None:
+            return None
+        channel = await self._channel(job)
+        get = getattr(channel, "get_partial_message", None)
+        return get(job.card_message_id) if get is not None else None
+
+    async def _edit_card(self, job: Job, fields: dict[str, Any]) -> discord.Message | None:
+        """Edit the card: through the interaction's webhook (`@original`) while the token lives, otherwise
+        through the channel by the card's id. None when the card can no longer be reached; Discord's
+        refusals (HTTPException) go to the caller."""
+        webhook = self._webhook(job)
+        if webhook is not None:
+            original: Any = "@original"  # discord.py types the id as int; Discord also accepts "@original"
+            try:
+                return await webhook.edit_message(original, **fields)
+            except discord.HTTPException as error:
+                if error.status != 401:  # 401: the token died on Discord's clock before ours; try the channel
+                    raise
+        message = await self._card_message(job)
+        if message is None:
+            return None
+        return await message.edit(**fields)
+
+    async def _delete_card(self, job: Job) -> None:
+        """Delete the card (at least once: already gone counts as done). DeliveryRetry while Discord struggles."""
+        webhook = self._webhook(job)
+        try:
+            if webhook is not None:
+                original: Any = "@original"
+                try:
+                    await webhook.delete_message(original)
+                    return
+                except discord.HTTPException as error:
+                    if error.status != 401:
+                        raise
+            message = await self._card_message(job)
+            if message is None:
+                log.info("job %s: the card can no longer be reached; left as it is", job.id)
+                return
+            await message.delete()
+        except discord.NotFound:
+            return  # already deleted (a retry after a crash, or the user removed it)
+        except discord.HTTPException as error:
+            if self._retryable(error):
+                raise DeliveryRetry(f"Discord answered {error.status} on the card delete",
+                                    retry_after=getattr(error, "retry_after", None)) from None
+            log.info("job %s: card delete refused (%s %s)", job.id, error.status, error.code)
 
     def public_link(self, job: Job) -> str | None:
         """A signed link valid for VIDEO_LINK_HOURS when PUBLIC_BASE_URL is set (fresh on every call)."""
@@ -151,21 +211,21 @@ class Delivery:
 
     # -- the route walk --------------------------------------------------------------------------
 
-    async def confirm_ack(self, job: Job) -> bool:
+    async def confirm_ack(self, job: Job) -> int | None:
         """Was the command answered though no ack was recorded (the gateway died between the two)? Ask
-        Discord for the original response; True means the interaction's webhook may be used."""
-        if job.acked_at is not None:
-            return True
+        Discord for the original response: its message id (the card, recorded with the ack so that it can be
+        retired later) means the interaction's webhook may be used; None means no answer is known."""
         if (not job.interaction_token or job.application_id is None or not job.token_expires_at
                 or job.token_expires_at - self.clock() <= TOKEN_MARGIN):
-            return False
+            return None
         webhook = discord.Webhook.partial(job.application_id, self.secrets.decrypt_text(job.interaction_token),
                                           client=self.client)
+        original: Any = "@original"
         try:
-            await webhook.fetch_message("@original")
+            message = await webhook.fetch_message(original)
         except discord.HTTPException:
-            return False
-        return True
+            return None
+        return message.id
 
     def awaiting_ack(self, job: Job) -> bool:
         """The command's answer may still be on its way (the gateway records it right after sending)."""
@@ -175,20 +235,21 @@ class Delivery:
                     on_route: Callable[[str], Awaitable[None]] | None = None) -> Delivered:
         """Try each route in order; raise DeliveryRetry when Discord itself is struggling.
 
-        `on_route` is told each route before it is tried (the follow-up route has no nonce, so a caller
-        that must not post twice records it and passes `skip_followup` on a retry: then only the
-        nonce-protected channel route is tried, never the DM, which would be a second notice).
+        Routes: "channel" (a post with the nonce), "card" (the command's answer edited into the post:
+        idempotent, and the job keeps one message), "dm" (a post with the nonce). `on_route` is told each
+        route before it is tried. `skip_followup` is for outbox rows an older version recorded as tried by
+        follow-up (a post without a nonce): then only the nonce-protected channel route is tried.
         """
         routes: list[str] = []
-        if job.channel_id and (job.guild_installed or job.is_dm):
+        if self.channel_reachable(job):
             routes.append("channel")
-        elif self.awaiting_ack(job):  # the follow-up route opens only once the answer is recorded
+        elif self.awaiting_ack(job):  # the card route opens only once the answer is recorded
             raise DeliveryRetry("waiting for the command's answer to be recorded", retry_after=1.0)
-        if skip_followup:  # an earlier try may have posted by follow-up (no nonce there): nowhere else either
+        if skip_followup:
             routes = routes[:1]
         else:
             if self.token_alive(job):
-                routes.append("followup")
+                routes.append("card")
             routes.append("dm")
         notes = []
         for route in routes:
@@ -215,20 +276,21 @@ class Delivery:
             if channel is None:
                 return None
             return await self._send_messageable(channel, job, post, self._channel_limit(channel, job), nonce)
-        if route == "followup":
-            webhook = self._webhook(job)
-            if webhook is None:
+        if route == "card":
+            if self._webhook(job) is None:
                 return None
             limit = job.upload_limit or DEFAULT_UPLOAD_LIMIT
             post = await self._fit(job, post, limit)
-            kwargs = self._kwargs(job, post, limit)
             try:
-                message = await webhook.send(wait=True, **kwargs)
+                message = await self._edit_card(job, self._edit_fields(job, post, limit))
             except discord.HTTPException as error:
                 if error.status != 413 or not post.files:
                     raise
-                message = await webhook.send(wait=True, **self._kwargs(job, post, 0))
-            return Delivered(message.id, message.channel.id if message.channel else job.channel_id)
+                message = await self._edit_card(job, self._edit_fields(job, post, 0))
+            if message is None:
+                return None
+            return Delivered(message.id, message.channel.id if message.channel else job.channel_id,
+                             card_replaced=True)
         user = self.client.get_user(job.user_id) or await self.client.fetch_user(job.user_id)
         dm = await user.create_dm()
         return await self._send_messageable(dm, job, post, DEFAULT_UPLOAD_LIMIT, nonce)
@@ -247,8 +309,9 @@ class Delivery:
     def _kwargs(self, job: Job, post: Post, limit: int) -> dict[str, Any]:
         """Message arguments; each file is attached when it fits `limit`, otherwise linked."""
         kwargs: dict[str, Any] = {"allowed_mentions": ui.only_user(job.user_id)}
-        if post.embed is not None:
-            kwargs["embed"] = post.embed
+        embeds = ([post.embed] if post.embed is not None else []) + post.embeds
+        if embeds:
+            kwargs["embeds"] = embeds
         if post.view is not None:
             kwargs["view"] = post.view
         lines = [post.content]
@@ -267,6 +330,14 @@ class Delivery:
         if files:
             kwargs["files"] = files
         return kwargs
+
+    def _edit_fields(self, job: Job, post: Post, limit: int) -> dict[str, Any]:
+        """`_kwargs` as a message edit: the card's embeds and buttons are replaced (none left: no dead Cancel),
+        its (no) attachments replaced by the post's files."""
+        kwargs = self._kwargs(job, post, limit)
+        return {"content": kwargs["content"], "embeds": kwargs.get("embeds", []),
+                "attachments": kwargs.get("files", []), "view": kwargs.get("view"),
+                "allowed_mentions": kwargs["allowed_mentions"]}
 
     # -- Notifier ------------------------------------------------------------------------------
 
@@ -288,15 +359,14 @@ class Delivery:
         content = f"<@{job.user_id}> your {request.label} video is ready (job #{job.id})."
         if attachment is None:
             content += f" {self.public_link(job)}"
-        embed = ui.job_embed(job, request)
+        embed = ui.job_embed(replace(job, state=JobState.DELIVERED), request)  # the result says Done
         embed.set_footer(text="↻ rerun · 🎲 variation" + (" · 🎬 final render with Sora" if job.model == "kling"
                                                          else ""))
         post = Post(content=content, embed=embed, files=[attachment] if attachment else [],
                     view=ui.result_view(job))
+        # The card is retired by the outbox row written with DELIVERED (or was itself edited into the result).
         outcome = await self._send(job, post, nonce=f"job{job.id}")
         crash_point("after_post")
-        if outcome.message_id is not None:  # show the final state on the original answer too
-            await self._edit_original(replace(job, state=JobState.DELIVERED))
         return outcome
 
     async def _deliver_compare(self, job: Job, compare_pair: ComparePair) -> Delivered:
@@ -353,8 +423,8 @@ class Delivery:
             shutil.rmtree(self.prepared_dir / f"cmp{compare.id}", ignore_errors=True)
         crash_point("after_post")
         if outcome.message_id is not None and partner is not None and partner.state is JobState.DOWNLOADED:
-            outcome = replace(outcome, also_delivered=(partner.id,))  # the runner records it, then redraws the card
-        return outcome
+            outcome = replace(outcome, also_delivered=(partner.id,))  # the runner records it
+        return outcome  # the shared card: retired through the outbox like a single job's
 
     async def _blind_shape(self, compare: Compare, ready: dict[str, Job]) -> BlindShape | None:
         """What both clips of a blind pair become: the shorter length (Kling 5 s vs Sora 4 s must not
@@ -387,89 +457,138 @@ class Delivery:
     async def ended(self, job: Job, *, nonce: str, skip_followup: bool = False,
                     on_route: Callable[[str], Awaitable[None]] | None = None,
                     pair: ComparePair | None = None) -> int | None:
-        """Tell the user a job failed or was canceled, and whether the credits came back.
+        """Tell the user a job failed or was canceled (at the provider, or timed out), and whether the credits
+        came back, as ONE message: the notice (owner's mention, the final card) is posted next to the card,
+        which is then deleted; where no post route exists the card itself becomes the notice; with the token
+        dead and no channel access it goes by DM.
 
-        Called from the outbox (at least once): the card edit is idempotent, the notice carries `nonce`.
-        Raises DeliveryRetry while Discord is struggling; returns the notice's message id.
+        Called from the outbox (at least once): the post carries `nonce`, the edit and the delete are
+        idempotent. Raises DeliveryRetry while Discord is struggling; returns the notice's message id.
         """
+        if job.compare_id is not None and pair is not None:
+            return await self._ended_compare(job, pair, skip_followup=skip_followup, on_route=on_route)
         request = request_from_json(job.model, job.request_json)
         content = f"<@{job.user_id}> job #{job.id} ({request.label}) "
         content += "was canceled." if job.state is JobState.CANCELED else f"failed: {ui.failure_words(job)}"
         content += ui.settlement_words(job)
-        await self._edit_original(job, strict=True, pair=pair)
-        outcome = await self._send(job, Post(content=content), nonce=nonce, skip_followup=skip_followup,
-                                   on_route=on_route)
+        post = Post(content=content, embed=self._final_embed(job, request))
+        return await self._notice(job, post, nonce=nonce, skip_followup=skip_followup, on_route=on_route)
+
+    async def _ended_compare(self, job: Job, compare_pair: ComparePair, *, skip_followup: bool,
+                             on_route: Callable[[str], Awaitable[None]] | None) -> int | None:
+        """A /compare half ended without a video. While its partner may still bring one, only the shared card
+        changes (the pair's result shows the ended half); once both ended, the pair gets one notice."""
+        compare_pair = compare_pair.with_job(job)
+        jobs = list(compare_pair.jobs)
+        if any(other.state not in (JobState.FAILED, JobState.CANCELED) for other in jobs if other.id != job.id):
+            await self._edit_original(job, strict=True, pair=compare_pair)
+            return None
+        content = f"<@{job.user_id}> your comparison #{compare_pair.compare.id} ended: neither clip finished."
+        paid = [other for other in jobs if other.price and not other.uses_own_key]
+        if any(other.error_message and "credits charged" in other.error_message for other in paid):
+            content += " A render that could not be stopped was charged; the rest was refunded."
+        elif paid:
+            content += f" Your {sum(other.price for other in paid)} credits were refunded."
+        embeds, _ = self._card_embeds(job, jobs, compare_pair.compare)  # the final card: both halves, each why
+        return await self._notice(job, Post(content=content, embeds=embeds),
+                                  nonce=f"cmpend{compare_pair.compare.id}", skip_followup=skip_followup,
+                                  on_route=on_route)
+
+    async def _notice(self, job: Job, post: Post, *, nonce: str, skip_followup: bool,
+                      on_route: Callable[[str], Awaitable[None]] | None) -> int | None:
+        """Post the notice, then retire the card (a retry re-posts nothing: the nonce returns the message)."""
+        outcome = await self._send(job, post, nonce=nonce, skip_followup=skip_followup, on_route=on_route)
+        if outcome.message_id is not None and not outcome.card_replaced:
+            await self._retire_card(job, outcome.channel_id, None)
         return outcome.message_id
 
+    def _final_embed(self, job: Job, request: Any) -> discord.Embed:
+        embed = ui.job_embed(job, request)
+        if job.state in (JobState.FAILED, JobState.CANCELED):
+            embed.colour = ui.ERROR_COLOUR
+            if not ui.canceled_by_owner(job):  # the owner knows why; the status line says who and what it cost
+                embed.add_field(name="Why", value=ui.failure_words(job), inline=False)
+        return embed
+
+    async def retire(self, job: Job, *, pair: ComparePair | None = None) -> None:
+        """The outbox's `retire` row: the result is a message of its own, so the progress card goes."""
+        await self._retire_card(job, job.delivered_channel_id, pair)
+
+    async def _retire_card(self, job: Job, posted_in: int | None, pair: ComparePair | None) -> None:
+        """Delete the card when the post sits next to it (same channel), else show the end on it (no buttons)."""
+        if self.awaiting_ack(job):  # a very fast job: the card may still be on its way; the outbox comes back
+            raise DeliveryRetry("waiting for the command's answer to be recorded", retry_after=1.0)
+        if posted_in is not None and posted_in == job.channel_id:
+            await self._delete_card(job)
+        else:
+            await self._edit_original(job, strict=True, pair=pair)
+
     async def card(self, job: Job, *, pair: ComparePair | None = None) -> None:
-        """Bring the command's answer up to date (no live Cancel button on an ended job)."""
+        """Bring the command's answer up to date (no live Cancel button on an ended job); a cancel the owner
+        pressed is shown in place: they are looking at the card."""
         await self._edit_original(job, strict=True, pair=pair)
 
-    async def progress(self, job: Job, status: StatusResult, *, pair: ComparePair | None = None) -> bool:
-        """Edit the original response, at most every 10 s and never near the token's end."""
-        now = self.clock()
-        if job.last_progress_edit_at is not None and now - job.last_progress_edit_at < PROGRESS_EVERY:
-            return False
-        return await self._edit_original(job, pair=pair)
+    def last_chance(self, job: Job) -> bool:
+        """This is the last edit a webhook-only card gets: the next look (`next_run_at`) falls past the point
+        where the token may still be used, so the card must say now that the video will come by DM."""
+        return bool(not self.channel_reachable(job) and job.token_expires_at and job.next_run_at
+                    and self.token_alive(job) and job.next_run_at > job.token_expires_at - TOKEN_MARGIN)
 
-    async def _edit_original(self, job: Job, *, strict: bool = False, pair: ComparePair | None = None) -> bool:
-        """Show the job's state on the command's answer (both jobs of a /compare share one answer, `pair`).
+    async def progress(self, job: Job, status: StatusResult, *, pair: ComparePair | None = None) -> bool:
+        """Edit the card, at most every 10 s (through the channel once the token is dead, where allowed);
+        a webhook-only card's last chance is always taken, with the explicit DM warning."""
+        now = self.clock()
+        last = self.last_chance(job)
+        if not last and job.last_progress_edit_at is not None and now - job.last_progress_edit_at < PROGRESS_EVERY:
+            return False
+        return await self._edit_original(job, last=last, pair=pair)
+
+    def _card_embeds(self, job: Job, jobs: list[Job], compare: Compare | None,
+                     last: bool = False) -> tuple[list[discord.Embed], discord.ui.View | None]:
+        """The card for `jobs` (one job, or both halves of a /compare: A first, cancel buttons naming their
+        half, one neutral embed when blind). `last`: the card's last edit before its token ends."""
+        now = max(self.clock(), job.token_expires_at or 0.0) if last else self.clock()
+        if compare is not None and compare.blind:
+            embeds = [ui.blind_compare_embed(jobs, compare.slot_a, compare_id=job.compare_id, now=now)]
+            return embeds, ui.compare_cancel_view(jobs, compare.slot_a, blind=True)
+        ordered = [shown for _, shown in ui.compare_slots(jobs, compare.slot_a)] if compare is not None else jobs
+        embeds = []
+        for index, shown in enumerate(ordered):
+            request = request_from_json(shown.model, shown.request_json)
+            embed = self._final_embed(shown, request) if not shown.state.active else ui.job_embed(
+                shown, request, now=now if index == len(ordered) - 1 else None)
+            if shown.state is JobState.DELIVERED and shown.delivered_channel_id not in (None, shown.channel_id):
+                embed.add_field(name="Delivered", value=f"sent to <@{shown.user_id}> by DM", inline=False)
+            embeds.append(embed)
+        if compare is not None:
+            return embeds, ui.compare_cancel_view(jobs, compare.slot_a, blind=False)
+        view = discord.ui.View(timeout=None)
+        for shown in jobs:
+            if shown.state.active:
+                view.add_item(ui.JobButton(shown.id, "cancel"))
+        return embeds, view if view.children else None
+
+    async def _edit_original(self, job: Job, *, strict: bool = False, last: bool = False,
+                             pair: ComparePair | None = None) -> bool:
+        """Show the job's state on the card (both jobs of a /compare share one card: `pair`).
 
         `strict`: raise DeliveryRetry when Discord is struggling (the outbox tries again later).
+        `last`: the last edit a webhook-only card gets (it says the video will come by DM).
         """
-        webhook = self._webhook(job)
-        if webhook is None:
+        if self._webhook(job) is None and job.card_message_id is None:
             return False
         jobs = [job]
-        message_id: Any = "@original"  # discord.py types the id as int; Discord also accepts "@original"
+        compare = None
         if pair is not None:
             jobs = list(pair.with_job(job).jobs)
             compare = pair.compare
-            return await self._edit_compare_card(webhook, message_id, job, jobs, compare.blind, compare.slot_a,
-                                                 strict=strict)
-        embeds = []
-        view = discord.ui.View(timeout=None)
-        for shown in jobs:
-            embed = ui.job_embed(shown, request_from_json(shown.model, shown.request_json))
-            if shown.state in (JobState.FAILED, JobState.CANCELED):
-                embed.colour = ui.ERROR_COLOUR
-                embed.add_field(name="Why", value=ui.failure_words(shown), inline=False)
-            embeds.append(embed)
-            if shown.state.active:
-                view.add_item(ui.JobButton(shown.id, "cancel"))
+        embeds, view = self._card_embeds(job, jobs, compare, last)
         try:
-            await webhook.edit_message(message_id, embeds=embeds, view=view if view.children else None)
+            message = await self._edit_card(job, {"embeds": embeds, "view": view})
         except discord.HTTPException as error:
             if strict and self._retryable(error):
                 raise DeliveryRetry(f"Discord answered {error.status} on the card edit",
                                     retry_after=getattr(error, "retry_after", None)) from None
-            log.info("job %s: progress edit refused (%s)", job.id, error.status)
+            log.info("job %s: card edit refused (%s)", job.id, error.status)
             return False
-        return True
-
-    async def _edit_compare_card(self, webhook: discord.Webhook, message_id: Any, job: Job, jobs: list[Job],
-                                 blind: bool, slot_a: str, *, strict: bool = False) -> bool:
-        """The /compare answer: A first, cancel buttons naming their half; one neutral card when blind.
-
-        `strict`: raise DeliveryRetry when Discord is struggling, as for a single job's card.
-        """
-        if blind:
-            embeds = [ui.blind_compare_embed(jobs, slot_a, compare_id=job.compare_id)]
-        else:
-            embeds = []
-            for _, shown in ui.compare_slots(jobs, slot_a):
-                embed = ui.job_embed(shown, request_from_json(shown.model, shown.request_json))
-                if shown.state in (JobState.FAILED, JobState.CANCELED):
-                    embed.colour = ui.ERROR_COLOUR
-                    embed.add_field(name="Why", value=ui.failure_words(shown), inline=False)
-                embeds.append(embed)
-        view = ui.compare_cancel_view(jobs, slot_a, blind=blind)
-        try:
-            await webhook.edit_message(message_id, embeds=embeds, view=view)
-        except discord.HTTPException as error:
-            if strict and self._retryable(error):
-                raise DeliveryRetry(f"Discord answered {error.status} on the compare card edit",
-                                    retry_after=getattr(error, "retry_after", None)) from None
-            log.info("job %s: progress edit refused (%s)", job.id, error.status)
-            return False
-        return True
+        return message is not None

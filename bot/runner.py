@@ -55,6 +55,7 @@ class Delivered:
     # Other jobs shown in the same message (a /compare partner that was waiting): the runner records them
     # delivered too, so delivery itself never writes job state.
     also_delivered: tuple[int, ...] = ()
+    card_replaced: bool = False  # the result is the card itself, edited (else the card is retired afterwards)
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,12 @@ class Notifier(Protocol):
         """Show the job's state on the command's answer. DeliveryRetry: try again later."""
         ...
 
-    async def confirm_ack(self, job: Job) -> bool:
-        """Whether the command was answered although no acknowledgement was recorded."""
+    async def retire(self, job: Job, *, pair: ComparePair | None = None) -> None:
+        """The result was posted as its own message: delete the card (or show the end on it). DeliveryRetry."""
+        ...
+
+    async def confirm_ack(self, job: Job) -> int | None:
+        """The card's message id if the command was answered although no acknowledgement was recorded."""
         ...
 
 
@@ -443,8 +448,8 @@ class JobRunner:
 
     async def _acked(self, job: Job) -> Job:
         """A job whose answer was sent but not recorded (crash in between): record it once Discord confirms."""
-        if job.acked_at is None and job.interaction_token and await self.notifier.confirm_ack(job):
-            await self.store.jobs.acknowledge([job.id], now=self.clock())
+        if job.acked_at is None and job.interaction_token and (card := await self.notifier.confirm_ack(job)):
+            await self.store.jobs.acknowledge([job.id], now=self.clock(), card_message_id=card)
             return await self.store.jobs.get(job.id) or job
         return job
 
@@ -472,30 +477,25 @@ class JobRunner:
                                          error_code="undelivered", error_message=outcome.note, next_run_at=None,
                                          release=True)
             return
+        # One message per job: unless the card itself became the result, its retirement (deleted next to the
+        # post, else shown ended) is owed in the same transaction as DELIVERED, one row per card (a /compare
+        # pair shares one), so a crash right after cannot leave a live card next to the result.
+        retire = not outcome.card_replaced
         # The partner first: a crash before our own record re-posts (the nonce returns the same message)
         # and records us; the other order could leave the partner waiting forever.
         for other_id in outcome.also_delivered:  # the waiting partner holds no lease: no owner to check
             try:
                 await self.store.jobs.update(other_id, state=JobState.DELIVERED,
                                              delivered_message_id=outcome.message_id,
-                                             delivered_channel_id=outcome.channel_id)
+                                             delivered_channel_id=outcome.channel_id, retire_card=retire)
             except StorageError:
                 log.info("job %s: shown with job %s but already settled", other_id, job.id)
         job = await self.store.jobs.update(job.id, owner=self.owner, state=JobState.DELIVERED,
                                            delivered_message_id=outcome.message_id,
-                                           delivered_channel_id=outcome.channel_id)
+                                           delivered_channel_id=outcome.channel_id, retire_card=retire)
         crash_point("after_delivered")
-        if pair is not None:  # only now is the shared card's every job recorded as it is shown
-            await self._redraw_card(job)
         if self.settings.keep_videos_hours == 0:
             await retention.sweep(self.store, 0, refs_dir=self.settings.video_dir / "refs")
-
-    async def _redraw_card(self, job: Job) -> None:
-        """Bring a delivered /compare's shared card up to date; best effort (the post itself is done)."""
-        try:
-            await self.notifier.card(job, pair=await self.compare_pair(job))
-        except DeliveryRetry as retry:
-            log.info("job %s: the compare card was left as it was (%s)", job.id, retry)
 
     # -- errors --------------------------------------------------------------------------------
 
@@ -554,6 +554,9 @@ class JobRunner:
             if row.kind == "ended":
                 message_id = await self.notifier.ended(job, nonce=row.dedup_key, skip_followup=row.route == "followup",
                                                        on_route=on_route, pair=pair)
+            elif row.kind == "retire":
+                message_id = None
+                await self.notifier.retire(job, pair=pair)
             else:
                 message_id = None
                 await self.notifier.card(job, pair=pair)

@@ -180,13 +180,13 @@ class VideoService:
         self.runner.wake()
         return Created(jobs=jobs, balance=balance)
 
-    async def acknowledged(self, jobs: list[Job]) -> None:
-        """The command's answer went out: from now on workers may edit it and send follow-ups.
+    async def acknowledged(self, jobs: list[Job], *, card_message_id: int | None = None) -> None:
+        """The command's answer (the card, `card_message_id`) went out: from now on workers may edit it.
 
         Discord refuses a webhook used before the interaction was acknowledged, and in the
         gateway/worker split a worker can reach a new job before the gateway has answered.
         """
-        await self.store.jobs.acknowledge([job.id for job in jobs])
+        await self.store.jobs.acknowledge([job.id for job in jobs], card_message_id=card_message_id)
 
     def cancel_terms(self, job: Job) -> CancelTerms:
         """What a cancel of this job would cost, said before the user confirms (issue 12: no free renders)."""

@@ -120,14 +120,41 @@ def retrying_at(job: Job) -> float | None:
     return None
 
 
+def canceled_by_owner(job: Job) -> bool:
+    """Canceled with the card's button or /job cancel (only the owner may), not at the provider or by a timeout."""
+    return job.state is JobState.CANCELED and (job.error_message or "").startswith("canceled by the user")
+
+
 def status_words(job: Job) -> str:
     """The card's Status value: what the job is doing now, honestly (a retry says when, not "Queued")."""
     when = retrying_at(job)
     if when is not None:
         return f"Retrying at <t:{int(when)}:T> ({RETRY_WORDS[job.error_code or '']})"
+    if canceled_by_owner(job):  # public: who pressed, and whether it cost anything, never how much
+        words = f"Canceled by <@{job.user_id}>"
+        if job.price and not job.uses_own_key:
+            words += " · charged (the render could not be stopped)" if "credits charged" in (
+                job.error_message or "") else " · refunded"
+        return words
     status = STATE_WORDS[job.state]
     bar = progress_bar(job.progress) if job.state in (JobState.SUBMITTED, JobState.RUNNING) else ""
     return f"{status} {bar}".strip()
+
+
+DM_FALLBACK_FINAL = 300.0  # within this many seconds of the token's end, the card says it stops updating
+
+
+def dm_fallback_words(job: Job, now: float | None = None) -> str | None:
+    """For a card only the interaction's webhook can reach (a user install where the bot is not a member),
+    what happens when the render outlasts Discord's 15-minute token: the card freezes, the video goes by DM.
+    Said from the start, and explicitly in the last edits before the token's end. None for other cards."""
+    if job.guild_installed or job.is_dm or not job.state.active or not job.token_expires_at:
+        return None
+    until = int(job.token_expires_at)
+    if now is not None and job.token_expires_at - now <= DM_FALLBACK_FINAL:
+        return f"This card stops updating <t:{until}:R> (Discord's 15-minute limit): your video will come to you by DM."
+    return (f"Discord lets the bot update this card until <t:{until}:t>; if the video takes longer, "
+            "it comes to you by DM.")
 
 
 def cost_words(job: Job) -> str:
@@ -136,13 +163,15 @@ def cost_words(job: Job) -> str:
 
 
 def job_embed(job: Job, request: AnyRequest, *, eta: float | None = None, has_image: bool | None = None,
-              note: str | None = None, private: bool = False) -> discord.Embed:
+              note: str | None = None, private: bool = False, now: float | None = None) -> discord.Embed:
     """The embed of a job: request, owner, state; used for the ack, its progress edits and the result.
 
     Public by default, because cards sit in channels: it names the owner (a mention inside an embed
     never pings) and carries no balance, cost or key state. `private=True` is for ephemeral answers
     (/job show) and adds the cost and how it was billed. `has_image` defaults to whether the job has
-    a reference image, so every card of a first-frame job, the result included, keeps the tag.
+    a reference image, so every card of a first-frame job, the result included, keeps the tag. A card only
+    the interaction's webhook can reach says the video comes by DM past the token's life (`now`: the time of
+    the edit, for the explicit last warning).
     """
     embed = discord.Embed(title=f"{request.label} · job #{job.id}", colour=colour(request),
                           description=quote(request.prompt))
@@ -160,6 +189,8 @@ def job_embed(job: Job, request: AnyRequest, *, eta: float | None = None, has_im
         embed.add_field(name="Negative prompt", value=quote(request.negative_prompt, 500), inline=False)
     if note:
         embed.add_field(name="Note", value=note, inline=False)
+    if not private and (fallback := dm_fallback_words(job, now)):
+        embed.add_field(name="Delivery", value=fallback, inline=False)
     return embed
 
 
@@ -170,7 +201,7 @@ def compare_slots(jobs: list[Job], slot_a: str) -> list[tuple[str, Job]]:
 
 
 def blind_compare_embed(jobs: list[Job], slot_a: str, *, eta: float | None = None, note: str | None = None,
-                        compare_id: int | None = None) -> discord.Embed:
+                        compare_id: int | None = None, now: float | None = None) -> discord.Embed:
     """One neutral card for both halves of a blind /compare.
 
     No model names, no job ids, no per-clip price, length, sound or progress: Kling and Sora
@@ -201,6 +232,9 @@ def blind_compare_embed(jobs: list[Job], slot_a: str, *, eta: float | None = Non
         embed.add_field(name="ETA", value=f"about {duration_words(eta)}", inline=True)
     if note:
         embed.add_field(name="Note", value=note, inline=False)
+    fallback = next((words for job in jobs if (words := dm_fallback_words(job, now))), None)
+    if fallback:
+        embed.add_field(name="Delivery", value=fallback, inline=False)
     return embed
 
 

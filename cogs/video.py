@@ -187,9 +187,11 @@ class Video(commands.Cog):
             view = discord.ui.View(timeout=None)
             for job in created.jobs:
                 view.add_item(ui.JobButton(job.id, "cancel"))
-        # Later edits address this answer as @original; workers wait for this record before touching it.
-        await interaction.response.send_message(embeds=embeds, view=view, allowed_mentions=ui.NO_MENTIONS)
-        await self.bot.service.acknowledged(created.jobs)
+        # Later edits address this answer as @original; workers wait for this record before touching it. Its
+        # message id (in Discord's callback answer, no extra request) goes into the same write: once the token
+        # is dead, the card can still be deleted through the channel when the result is posted.
+        answer = await interaction.response.send_message(embeds=embeds, view=view, allowed_mentions=ui.NO_MENTIONS)
+        await self.bot.service.acknowledged(created.jobs, card_message_id=answer.message_id)
         try:
             await interaction.followup.send(
                 ui.charge_words(created.jobs, created.balance, for_someone_else=for_someone_else),

@@ -68,8 +68,11 @@ class LogNotifier:
     async def card(self, job: Any, *, pair: Any = None) -> None:
         return None
 
-    async def confirm_ack(self, job: Any) -> bool:
-        return False
+    async def retire(self, job: Any, *, pair: Any = None) -> None:
+        return None
+
+    async def confirm_ack(self, job: Any) -> int | None:
+        return None
 
 
 async def main() -> None:

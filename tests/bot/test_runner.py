@@ -90,6 +90,7 @@ class RecordingNotifier:
         self.fail_deliveries = 0
         self.fail_notices = 0
         self.cards: list[tuple[int, JobState]] = []
+        self.retired: list[int] = []
 
     async def deliver(self, job, *, pair=None):  # type: ignore[no-untyped-def]
         if self.fail_deliveries:
@@ -112,8 +113,11 @@ class RecordingNotifier:
     async def card(self, job, *, pair=None):  # type: ignore[no-untyped-def]
         self.cards.append((job.id, job.state))
 
+    async def retire(self, job, *, pair=None):  # type: ignore[no-untyped-def]
+        self.retired.append(job.id)
+
     async def confirm_ack(self, job):  # type: ignore[no-untyped-def]
-        return False
+        return None
 
 
 class Clock:
@@ -420,10 +424,15 @@ class PairNotifier(RecordingNotifier):
         assert pair is not None
         self.pair_cards.append({shown.id: shown.state for shown in pair.jobs})
 
+    async def retire(self, job, *, pair=None):  # type: ignore[no-untyped-def]
+        assert pair is not None
+        self.pair_cards.append({shown.id: shown.state for shown in pair.jobs})
 
-async def test_compare_pair_is_recorded_delivered_before_its_card_is_redrawn(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
+
+async def test_compare_pair_is_recorded_delivered_before_its_card_is_retired(store: Store, parts) -> None:  # type: ignore[no-untyped-def]
     """Delivery gets the pair from the runner and says which partner it showed; the runner records both
-    jobs, and only then asks for the shared card, which so shows both Done (the reverted ef95295 did not)."""
+    jobs, with the shared card's retirement owed once (an outbox row written with DELIVERED), and the card
+    is retired seeing both Done (the reverted ef95295 did not)."""
     runner, provider, _, clock = parts
     runner.notifier = notifier = PairNotifier()
     requests = [parse_request("kling", prompt="a fox"), parse_request("sora", prompt="a fox")]
@@ -439,6 +448,8 @@ async def test_compare_pair_is_recorded_delivered_before_its_card_is_redrawn(sto
     for job_id in (first.id, second.id):
         job = await store.jobs.get(job_id)
         assert job.state is JobState.DELIVERED and job.delivered_message_id == 3000
+    rows = await store.jobs.outbox_for_job(first.id) + await store.jobs.outbox_for_job(second.id)
+    assert [(row["kind"], row["done_at"] is not None) for row in rows] == [("retire", True)]
     assert notifier.pair_cards == [{first.id: JobState.DELIVERED, second.id: JobState.DELIVERED}]
 
 
