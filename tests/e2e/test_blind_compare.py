@@ -13,6 +13,7 @@ import pytest
 import bot.providers.simulated as simulated
 from storage import JobState
 from tests.e2e.harness import BotHarness
+from tests.e2e.one_message import deleted_ids, one_public_message
 from tests.e2e.test_video import download, job_ids, receipt, video_attachments
 
 MODEL_WORDS = ("kling", "sora", "openai", "kuaishou")
@@ -89,9 +90,11 @@ async def test_blind_compare_hides_the_models_until_the_vote(harness: BotHarness
     jobs = [await harness.wait_job(i, JobState.DELIVERED) for i in await job_ids(harness, server.alice)]
     compare = await bot.store.jobs.get_compare(jobs[0].compare_id)
     assert compare is not None and compare.blind
-    card = harness.response_message(ack)  # the command's answer, edited to done, still neutral
-    assert names_a_model(visible(card)) == [] and "Done" in json.dumps(card["embeds"])
-    assert card["components"] == []
+    shown = [e["message"] for e in server.channel_log(server.general)  # the command's answer, every state of it
+             if e["type"] != "message_delete" and e["message"]["id"] == str(ack.original_message_id)]
+    assert shown and all(names_a_model(visible(card)) == [] for card in shown)
+    assert (await one_public_message(server, server.general))["id"] == result["id"]  # the card went with the post
+    assert str(ack.original_message_id) in deleted_ids(server, server.general)
 
     vote = await harness.click(result, f"cmp:{compare.id}:vote:a", user=server.bob)
     [followup_id] = await vote.wait_followups(1, within=30)

@@ -12,6 +12,7 @@ from bot import catalogue
 from bot.requests import request_from_json
 from storage import JobState, LedgerKind
 from tests.e2e.harness import BotHarness
+from tests.e2e.one_message import deleted_ids, one_public_message
 from tests.e2e.test_video import is_result, job_ids, receipt, video_attachments
 
 
@@ -105,9 +106,11 @@ async def test_compare_posts_one_message_with_both_videos_and_records_votes(harn
         assert job is not None
         await harness.wait_job(job.id, JobState.DELIVERED)
     assert sum(1 for m in server.messages[server.general] if "comparison is ready" in m["content"]) == 1
-    answer = harness.response_message(ack)  # the shared answer shows both jobs as done
-    assert [e["title"].split(" · ")[0] for e in answer["embeds"]] == ["Kling 2.0", "Sora 2"]
-    assert json.dumps(answer["embeds"]).count("Done") == 2
+    shown = [e["message"] for e in server.channel_log(server.general)  # the shared card, as it was shown
+             if e["type"] != "message_delete" and e["message"]["id"] == str(ack.original_message_id)]
+    assert [e["title"].split(" · ")[0] for e in shown[-1]["embeds"]] == ["Kling 2.0", "Sora 2"]
+    assert (await one_public_message(server, server.general))["id"] == result["id"]  # the card went with the post
+    assert str(ack.original_message_id) in deleted_ids(server, server.general)
     compare_id = jobs[0].compare_id  # type: ignore[union-attr]
     vote = await harness.click(result, f"cmp:{compare_id}:vote:a", user=server.bob)
     text = harness.ephemeral_text(vote)
@@ -216,19 +219,20 @@ async def test_progress_edits_are_coalesced(harness: BotHarness) -> None:
     polls = harness.bot.poller.iterations if harness.bot else 0
     edits = [r for r in server.requests if r.method == "PATCH" and "/webhooks/" in r.path]
     assert polls > 3
-    assert 1 <= len(edits) <= 3
-    final = harness.response_message(ack)
-    assert "Done" in json.dumps(final["embeds"]) and final["components"] == []
+    assert 1 <= len(edits) <= 2
+    # The card's end is its deletion: the result, posted with the owner's mention, is the job's one message.
+    result = await one_public_message(server, server.general)
+    assert is_result(job_id)(result) and str(ack.original_message_id) in deleted_ids(server, server.general)
 
 
 @pytest.mark.settings(poll_time_scale=0.01)
-async def test_compare_card_edit_refused_by_discord_is_retried(harness: BotHarness) -> None:
-    """Rate limits that outlast discord.py's own five tries: the outbox tries the shared card again, so it
-    ends showing both halves failed with no live Cancel button (it used to be left as it was)."""
+async def test_compare_card_retirement_refused_by_discord_is_retried(harness: BotHarness) -> None:
+    """Rate limits that outlast discord.py's own five tries: the outbox tries the shared card's retirement
+    again, so a pair whose halves both failed ends as ONE notice (both reasons) and no card is left with a
+    live Cancel button."""
     server, bot = harness.server, harness.bot
     assert bot is not None
-    card = r"/messages/@original$"
-    server.inject(card, status=429, times=10, retry_after=0.05, method="PATCH")  # both notices' first edits
+    server.inject(r"/messages/@original$", status=429, times=10, retry_after=0.05, method="DELETE")
     ack = await harness.invoke("/compare", user=server.alice, channel=server.general,
                                prompt="A lighthouse in fog. [fail:invalid_request]")
     ids = await job_ids(harness, server.alice)
@@ -243,10 +247,10 @@ async def test_compare_card_edit_refused_by_discord_is_retried(harness: BotHarne
         while any(row["done_at"] is None for row in await owed()):
             await asyncio.sleep(0.05)
     rows = await owed()
-    assert len(rows) == 2 and all(row["message_id"] for row in rows)  # each notice posted once
-    assert any(row["attempts"] >= 1 for row in rows)  # a card edit was refused, and tried again
-    edits = [r for r in server.requests if r.method == "PATCH" and r.path.endswith("/messages/@original")]
-    assert len(edits) > 10  # past the injected refusals
-    answer = harness.response_message(ack)
-    assert not answer["components"]  # no live Cancel button on a pair that ended
-    assert json.dumps(answer["embeds"]).count("Why") == 2
+    assert len(rows) == 2 and len({row["message_id"] for row in rows} - {None}) == 1  # one notice for the pair
+    assert any(row["attempts"] >= 1 for row in rows)  # the card's deletion was refused, and tried again
+    deletes = [r for r in server.requests if r.method == "DELETE" and r.path.endswith("/messages/@original")]
+    assert len(deletes) > 10  # past the injected refusals
+    notice = await one_public_message(server, server.general)
+    assert not notice["components"] and json.dumps(notice["embeds"]).count("Why") == 2
+    assert str(ack.original_message_id) in deleted_ids(server, server.general)

@@ -1,8 +1,9 @@
 """Crash consistency: SIGKILL the real bot process at each point of a job's life, restart it, and
 check that nothing is lost or duplicated: one provider task per job, one charge or refund, one
-result post or failure notice, and a card (the command's answer) showing the final state with no
-live Cancel button. Routes: the guild channel, the bot's DM, a user install's follow-up; /compare
-and the cancel flow too. Prints a table of scenarios × outcomes."""
+result post or failure notice, and ONE public message per job at the end: the card (the command's
+answer) retired once the result or notice is posted next to it, or itself edited into it where no post
+route exists (a user install), never with a live Cancel button. Routes: the guild channel, the bot's DM,
+a user install's card; /compare and the cancel flow too. Prints a table of scenarios × outcomes."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from bot.faults import POINTS
 from bot.sandbox.discord import Interaction, LoopbackDiscord
 from storage import Job, JobState, LedgerKind, Store
+from tests.e2e.one_message import deleted_ids, one_public_message, only_result_buttons
 from tests.e2e.process import BotProcess
 
 pytestmark = pytest.mark.slow
@@ -72,9 +74,16 @@ def live_tasks(tmp_path: Path, job_id: int) -> int:
 
 
 def card(server: LoopbackDiscord, interaction: Interaction) -> dict[str, Any] | None:
+    """The command's answer as it is now; None when there is none (the ack was lost with the crash) or it
+    was deleted (a result or notice posted next to it retires it)."""
     if interaction.original_message_id is None:
-        return None  # the ack was lost with the crash: there is no card
-    return next(m for m in server.all_messages() if m["id"] == str(interaction.original_message_id))
+        return None
+    return next((m for m in server.all_messages() if m["id"] == str(interaction.original_message_id)), None)
+
+
+async def one_public(server: LoopbackDiscord, channel: int) -> dict[str, Any]:
+    """The channel's one public message at the end (the card retired, nothing posted twice)."""
+    return await one_public_message(server, channel, settle=0.5)
 
 
 def buttons(message: dict[str, Any]) -> list[str]:
@@ -94,7 +103,8 @@ def check_common(bot: BotProcess, tmp_path: Path, jobs: list[Job], kinds: dict[i
         assert secret not in log
 
 
-@pytest.mark.parametrize(("point", "where"), [(p, "guild") for p in RESULT_POINTS] + [("after_post", "dm")])
+@pytest.mark.parametrize(("point", "where"), [(p, "guild") for p in RESULT_POINTS]
+                         + [("after_post", "dm"), ("after_delivered", "dm"), ("after_post", "user_install")])
 async def test_result_is_delivered_and_charged_once(server: LoopbackDiscord, tmp_path: Path, point: str,
                                                     where: str) -> None:
     bot = bot_for(server, tmp_path)
@@ -111,12 +121,18 @@ async def test_result_is_delivered_and_charged_once(server: LoopbackDiscord, tmp
         assert live_tasks(tmp_path, job.id) == 1, "the provider got the job twice"
         posted = [m for m in server.messages[channel] if f"job #{job.id}" in m["content"]]
         assert len(posted) == 1, "the video was posted more than once"
-        shown = card(server, interaction)
-        assert shown is None or f"job:{job.id}:cancel" not in buttons(shown)
+        only = await one_public(server, channel)  # one message per job: the card is gone or became the result
+        assert only["id"] == result["id"] and only_result_buttons(only)
+        acked = interaction.original_message_id is not None
+        if where == "user_install":
+            assert not acked or result["id"] == str(interaction.original_message_id)
+        elif acked:
+            assert str(interaction.original_message_id) in deleted_ids(server, channel) and card(
+                server, interaction) is None
         rerun = await server.click(result, f"job:{job.id}:rerun", user=server.alice)
         await rerun.wait_response(within=10)
-        RESULTS[f"{point} ({where})"] = (f"delivered once, charged once, 1 provider task, buttons work"
-                                         f"{'' if shown else ' (ack lost with the crash)'}")
+        RESULTS[f"{point} ({where})"] = (f"delivered once, charged once, 1 provider task, 1 message, buttons work"
+                                         f"{'' if acked else ' (ack lost with the crash)'}")
     finally:
         await bot.stop()
 
@@ -140,11 +156,14 @@ async def test_failure_is_refunded_and_told_once(server: LoopbackDiscord, tmp_pa
         assert job.state is JobState.FAILED and kinds[job.id][-1] is LedgerKind.REFUND
         notices = [m for m in server.all_messages() if f"job #{job.id} " in m["content"] and "failed" in m["content"]]
         assert len(notices) == 1, f"{len(notices)} failure notices"
-        assert notices[0]["channel_id"] == str(channel) or where == "user_install"
-        shown = card(server, interaction)
-        assert shown is not None and f"job:{job.id}:cancel" not in buttons(shown)
-        assert "Failed" in json.dumps(shown["embeds"])
-        RESULTS[f"{point} ({where})"] = "failed, refunded once, 1 notice, card final (no Cancel)"
+        assert notices[0]["channel_id"] == str(channel)
+        only = await one_public(server, channel)
+        assert only["id"] == notices[0]["id"] and buttons(only) == [] and "Failed" in json.dumps(only["embeds"])
+        if where == "user_install":  # no post route: the card itself became the notice
+            assert only["id"] == str(interaction.original_message_id)
+        else:
+            assert str(interaction.original_message_id) in deleted_ids(server, channel)
+        RESULTS[f"{point} ({where})"] = "failed, refunded once, 1 notice, the card retired (1 message, no Cancel)"
     finally:
         await bot.stop()
 
@@ -165,7 +184,9 @@ async def test_compare_is_posted_once(server: LoopbackDiscord, tmp_path: Path) -
         await asyncio.sleep(0.5)
         posts = [m for m in server.messages[server.general] if "comparison is ready" in m["content"]]
         assert len(posts) == 1
-        RESULTS["after_post (/compare)"] = "both delivered in one post, charged once each"
+        assert (await one_public(server, server.general))["id"] == posts[0]["id"]
+        assert str(interaction.original_message_id) in deleted_ids(server, server.general)
+        RESULTS["after_post (/compare)"] = "both delivered in one post, charged once each, shared card retired"
     finally:
         await bot.stop()
 

@@ -21,7 +21,7 @@ async def test_dm_command_is_answered_and_delivered_in_the_dm(harness: BotHarnes
     assert not any(is_result(job_id)(m) for m in server.messages[server.general])
 
 
-async def test_user_install_in_a_foreign_guild_uses_a_followup(harness: BotHarness) -> None:
+async def test_user_install_in_a_foreign_guild_edits_the_card_into_the_result(harness: BotHarness) -> None:
     server = harness.server
     foreign = server.add_guild("Someone else's server", bot_member=False)
     lounge = server.add_channel(foreign, "lounge")
@@ -29,7 +29,7 @@ async def test_user_install_in_a_foreign_guild_uses_a_followup(harness: BotHarne
     assert interaction.context == "user_install"
     [job_id] = await job_ids(harness, server.bob)
     result = await harness.wait_for_message(lounge, is_result(job_id))
-    assert int(result["id"]) in interaction.followups  # posted through the interaction, not channel.send
+    assert int(result["id"]) == interaction.original_message_id  # through the interaction, not channel.send
     assert not [r for r in server.requests if r.method == "POST" and r.path == f"/channels/{lounge}/messages"]
 
 
@@ -130,4 +130,4 @@ async def test_sora_and_compare_in_dms_and_user_installs(harness: BotHarness, wh
     result = await harness.wait_for_message(channel, lambda m: marker in m["content"])
     assert video_attachments(result)
     if where == "user_install":
-        assert int(result["id"]) in interaction.followups
+        assert int(result["id"]) == interaction.original_message_id  # the card became the result

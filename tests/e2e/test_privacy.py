@@ -108,7 +108,7 @@ async def test_a_jobs_whole_life_in_a_channel_shows_no_balance_and_names_who_pre
         await harness.wait_job(job, JobState.DELIVERED)
 
     versions = assert_nothing_private(harness, server.general, balances=[120, 110, 84])
-    assert len(versions) > 6  # cards, their edits, results and the compare were all read
+    assert len(versions) >= 6  # three cards (and any progress edits) and their three results were all read
     # Sanity: the private receipts do hold the numbers the public scan looks for.
     receipts = [m for m in server.messages[server.general] if m["flags"] & 64 and "balance" in m["content"]]
     assert len(receipts) == 3 and any("84 credits" in m["content"] for m in receipts)

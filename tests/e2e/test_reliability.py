@@ -12,6 +12,7 @@ import pytest
 from bot import ui
 from storage import JobState
 from tests.e2e.harness import BotHarness
+from tests.e2e.one_message import one_public_message
 from tests.e2e.test_video import is_result, job_ids, video_attachments
 
 
@@ -29,14 +30,16 @@ async def test_discord_5xx_on_delivery_is_retried(harness: BotHarness) -> None:
     assert job.attempts >= 1
 
 
-async def test_channel_without_attach_permission_gets_a_followup(harness: BotHarness) -> None:
+async def test_channel_without_attach_permission_gets_the_card_edited_into_the_result(harness: BotHarness) -> None:
     server = harness.server
     quiet = server.add_channel(server.guild, "no-files", bot_can_attach=False)
     await server.broadcast("CHANNEL_CREATE", server.channel_payload(quiet))
     interaction = await harness.invoke("/kling", user=server.alice, channel=quiet, prompt="Where to?")
     [job_id] = await job_ids(harness, server.alice)
     result = await harness.wait_for_message(quiet, is_result(job_id))
-    assert int(result["id"]) in interaction.followups and video_attachments(result)
+    # The channel post was refused; the interaction's webhook may attach, so the card became the result.
+    assert int(result["id"]) == interaction.original_message_id and video_attachments(result)
+    assert (await one_public_message(server, quiet))["id"] == result["id"]
 
 
 @pytest.mark.settings(simulated_speed=0.01)
