@@ -515,9 +515,11 @@ class Delivery:
         await self._retire_card(job, job.delivered_channel_id, pair)
 
     async def _retire_card(self, job: Job, posted_in: int | None, pair: ComparePair | None) -> None:
-        """Delete the card when the post sits next to it (same channel), else show the end on it (no buttons)."""
-        if self.awaiting_ack(job):  # a very fast job: the card may still be on its way; the outbox comes back
-            raise DeliveryRetry("waiting for the command's answer to be recorded", retry_after=1.0)
+        """Delete the card when the post sits next to it (same channel), else show the end on it (no buttons).
+
+        A card whose answer was never recorded was first looked up at Discord (the runner's `_acked`): when
+        Discord has none either (the process died before answering), there is no card to retire.
+        """
         if posted_in is not None and posted_in == job.channel_id:
             await self._delete_card(job)
         else:
