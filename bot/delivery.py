@@ -39,7 +39,7 @@ from storage import Compare, Job, JobState
 log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
-TOKEN_MARGIN = 60.0  # don't start a followup or edit in the token's last minute
+TOKEN_MARGIN = 60.0  # no webhook edit or delete starts in the token's last minute
 PROGRESS_EVERY = 10.0
 ACK_WAIT = 10.0  # how long a worker waits for a new job's answer to be recorded before skipping its webhook
 
