@@ -195,6 +195,25 @@ class Catalogue:
         except KeyError:
             raise KeyError(f"unknown model {model_id!r}") from None
 
+    def stored(self, model_id: str, family: str) -> ModelSpec:
+        """The entry a stored job names, or, when an operator deleted it from MODELS_FILE, a stand-in.
+
+        Why: a job outlives catalogue edits. `enabled = false` is the way to retire a model (its jobs finish),
+        but a deleted entry must not make /jobs, cards or the job's own failure notice crash. The stand-in
+        has the family default's facts, is disabled and is labelled so nobody mistakes it for that
+        model; `offers()` is False for it, so the runner refunds such a job rather than submit it.
+        """
+        spec = self.models.get(model_id)
+        if spec is not None:
+            return spec
+        stand_in = self.default(family)
+        return stand_in.model_copy(update={"id": model_id, "label": f"{model_id} (no longer offered)",
+                                           "enabled": False, "durations": tuple(range(1, 61))})
+
+    def offers(self, model_id: str) -> bool:
+        """Whether the model still has an entry (enabled or not): a deleted one cannot be submitted."""
+        return model_id in self.models
+
     def enabled(self, family: str | None = None) -> list[ModelSpec]:
         return [spec for spec in self.models.values() if spec.enabled and (family is None or spec.family == family)]
 

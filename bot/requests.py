@@ -134,7 +134,8 @@ def _spec(family: ModelName, data: dict[str, Any], *, offered_only: bool) -> Mod
     try:
         spec = books.get(str(model_id))
     except KeyError:
-        spec = None
+        # A stored job whose model was deleted from MODELS_FILE since: shown under a stand-in, never rendered.
+        spec = None if offered_only else books.stored(str(model_id), family.value)
     if spec is None or spec.family != family.value or (offered_only and not spec.enabled):
         choices = _words(tuple(s.id for s in books.enabled(family.value)))
         raise PydanticCustomError("choice", "Unknown {family} model {got}; choose {choices}.",
@@ -199,7 +200,7 @@ class VideoRequest(BaseModel):
 
     @property
     def spec(self) -> ModelSpec:
-        return catalogue.get(self.model_id)
+        return catalogue.current().stored(self.model_id, self.model.value)
 
     @property
     def label(self) -> str:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
-from bot import images, retention
+from bot import catalogue, images, retention
 from bot.config import Settings, default_worker_id
 from bot.crypto import SecretBox
 from bot.faults import crash_point
@@ -199,6 +199,14 @@ class JobRunner:
         """Move a claimed job one step along its life (the caller holds its lease)."""
         request = request_from_json(job.model, job.request_json)
         provider = self.providers.get(job.provider)
+        if job.state in (JobState.ACCEPTED, JobState.SUBMITTING) and not catalogue.current().offers(request.model_id):
+            # Deleted from MODELS_FILE while this job waited: never submit a stand-in model in its place.
+            log.warning("job %s: model %s is no longer in the model catalogue (deleted from MODELS_FILE?); the job "
+                        "is refunded. Set `enabled = false` on a model to retire it: its jobs then finish.",
+                        job.id, request.model_id)
+            await self._fail(job, "model_removed", f"this bot no longer offers the model `{request.model_id}`; "
+                             "your credits were refunded.")
+            return
         if job.state in (JobState.ACCEPTED, JobState.SUBMITTING):
             await self._submit(job, request, provider)
         elif job.state in (JobState.SUBMITTED, JobState.RUNNING):

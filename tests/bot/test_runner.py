@@ -462,3 +462,47 @@ async def test_the_runner_loads_a_compare_pair_as_one_typed_value(store: Store, 
     pair = await runner.compare_pair(jobs[0])
     assert pair is not None and pair.compare.blind and [j.id for j in pair.jobs] == [j.id for j in jobs]
     assert pair.partner(jobs[0]) == jobs[1] and await runner.compare_pair(replace(jobs[0], compare_id=None)) is None
+
+
+async def test_a_model_deleted_from_the_catalogue_refunds_waiting_jobs_and_finishes_running_ones(
+        store: Store, parts, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    """An operator deletes a model from MODELS_FILE while jobs use it: a job not yet at the provider is refunded
+    (never submitted as some other model), one already rendering is followed to the end, and neither
+    crashes what shows them (the cards, /jobs)."""
+    from bot import catalogue, ui
+    from bot.requests import request_from_json
+    from tests.bot.test_catalogue import HELDOUT
+
+    runner, provider, notifier, clock = parts
+    models_file = tmp_path / "models.toml"
+    models_file.write_text(HELDOUT)
+    catalogue.install(catalogue.load(models_file))
+    try:
+        ids = []
+        for _ in range(2):
+            request = parse_request("kling", prompt="a fox", model_id="kling-heldout")
+            [job] = await store.jobs.create([NewJob(user_id=1, model="kling", provider="scripted",
+                                                    request_json=request.model_dump_json(), price=30)], now=clock.now)
+            ids.append(job.id)
+        [first] = await store.jobs.claim_due("w1", lease_seconds=300, now=clock.now, limit=1)
+        assert first.id == ids[0]
+        await runner.step(first)  # the first reaches the provider
+        assert (await store.jobs.get(ids[0])).state is JobState.SUBMITTED
+    finally:
+        catalogue.install(None)  # the operator's edit: the shipped catalogue, without kling-heldout
+
+    waiting, rendering = await store.jobs.get(ids[1]), await store.jobs.get(ids[0])
+    shown = request_from_json(waiting.model, waiting.request_json)
+    assert shown.label == "kling-heldout (no longer offered)"
+    ui.job_embed(waiting, shown)  # a card or /jobs can still show it
+    clock.now = rendering.next_run_at
+    provider.statuses = [StatusResult(ProviderState.SUCCEEDED, result_url="https://cdn.example/v.mp4")]
+    caplog.set_level("WARNING", logger="bot.runner")
+    await step(runner, clock)
+    waiting, rendering = await store.jobs.get(ids[1]), await store.jobs.get(ids[0])
+    assert waiting.state is JobState.FAILED and waiting.error_code == "model_removed"
+    assert "no longer offers the model `kling-heldout`" in ui.failure_words(waiting)
+    assert [e.kind for e in await store.ledger.entries_for_job(waiting.id)] == [LedgerKind.RESERVE, LedgerKind.REFUND]
+    assert provider.calls.count("submit") == 1
+    assert rendering.state is JobState.DELIVERED
+    assert any("kling-heldout is no longer in the model catalogue" in r.getMessage() for r in caplog.records)
