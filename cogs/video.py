@@ -362,6 +362,11 @@ class Video(commands.Cog):
             notes.insert(0, f"Final render of Kling job #{job.id}.")
         else:
             notes.append(f"Rerun of job #{job.id}.")
+        if not request.spec.enabled:  # retired (or deleted) since the original ran: new jobs may not use it
+            family = request.model.value
+            await refuse(interaction, f"{request.label} is no longer offered here; start a new video with "
+                         f"`/{family}` (see `/models` for what is).")
+            return
         someone_else = job.user_id != interaction.user.id
         if someone_else:  # public: name who pressed (never pings inside an embed), never their balance
             notes.append(f"Started by {interaction.user.mention}, who pays for it (not the original author).")

@@ -84,3 +84,15 @@ async def test_the_issue_example_renders_1080p_10s_with_audio_for_30_credits(ser
         assert await bot.store.ledger.balance(server.bob) == 120
     finally:
         await harness.stop()
+
+    # The operator retires the model: the result's rerun button refuses it in words and charges nothing.
+    models_file.write_text(HELDOUT.replace('label = "Kling Heldout"', 'label = "Kling Heldout"\nenabled = false'))
+    harness = BotHarness(server=server, settings=e2e_settings(tmp_path, server, models_file=models_file))
+    bot = await harness.start()
+    try:
+        rerun = await harness.click(result, f"job:{job.id}:rerun", user=server.alice)
+        assert "Kling Heldout is no longer offered here" in harness.ephemeral_text(rerun)
+        assert [j.id for j in await bot.store.jobs.for_user(server.alice)] == [job.id]
+        assert await bot.store.ledger.balance(server.alice) == 120 - 30
+    finally:
+        await harness.stop()
