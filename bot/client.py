@@ -92,7 +92,8 @@ class VideoBot(commands.Bot):
         self.runner = JobRunner(self.store, self.providers, settings, notifier=self.delivery, secrets=self.secrets,
                                 clock=self.clock)
         self.poller = Poller(self.store, self.runner, settings)
-        self.service = VideoService(settings, self.store, self.providers, self.runner)
+        self.service = VideoService(settings, self.store, self.providers, self.runner,
+                                    links=self.delivery.links, encoder=self.delivery.encoder)
         if settings.bot_role in ("all", "gateway"):
             await self.load_operators()
             for extension in EXTENSIONS:

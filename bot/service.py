@@ -6,14 +6,19 @@ buttons (rerun, variation, render with Sora) and tests. It is the cogs' only way
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from bot import logcontext
+from bot import logcontext, media
 from bot.config import Settings
 from bot.faults import crash_point
+from bot.links import VideoLinks
 from bot.pricing import current_prices
 from bot.providers.base import JobContext
 from bot.providers.registry import ProviderRegistry
@@ -117,15 +122,41 @@ class NoOwnKey(Exception):
 
 
 class VideoService:
-    def __init__(self, settings: Settings, store: Store, providers: ProviderRegistry, runner: JobRunner) -> None:
+    def __init__(self, settings: Settings, store: Store, providers: ProviderRegistry, runner: JobRunner, *,
+                 links: VideoLinks | None = None, encoder: media.Encoder | None = None) -> None:
         self.settings = settings
         self.store = store
         self.providers = providers
         self.runner = runner  # secrets, file paths and the scheduler's wake-up, never through the poller
+        # The same signer and bounded encoder delivery uses (one per process), so /job show and a reveal
+        # neither mint other links nor run encodes past MEDIA_PARALLEL_ENCODES.
+        self.links = links
+        self.encoder = encoder or media.Encoder(settings.media_parallel_encodes)
+        self.prepared_dir = settings.video_dir / "prepared"
         # Credits bought in Discord. One per process: it holds the subscriber cache that the ledger's daily
         # grant reads (store.policy.subscriber_daily), so the Store cog must not build its own.
         self.purchases = Purchases(store.ledger, settings.credit_pack_map(), settings.subscription_map(),
                                    store.policy.subscriber_daily)
+
+    def video_link(self, job: Job) -> str | None:
+        """A fresh signed link to the job's video when PUBLIC_BASE_URL is set, else the provider's own URL."""
+        if self.links is not None and self.settings.public_base_url and job.result_path:
+            return self.links.url(job.id)
+        return job.result_url
+
+    @contextlib.asynccontextmanager
+    async def video_for_upload(self, path: Path, limit: int, work: str) -> AsyncIterator[media.Prepared | None]:
+        """The video made postable for `limit` (as it is, remuxed or re-encoded), in a scratch folder `work`
+        that is removed afterwards; None when the file cannot be read."""
+        folder = self.prepared_dir / work
+        try:
+            try:
+                prepared: media.Prepared | None = await self.encoder.prepare(path, folder, limit)
+            except (media.MediaError, OSError):
+                prepared = None
+            yield prepared
+        finally:
+            await asyncio.to_thread(shutil.rmtree, folder, True)
 
     def eta(self, request: AnyRequest) -> float:
         low, high = self.providers.for_model(request.model).expected_seconds(request)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -100,7 +99,7 @@ class Jobs(commands.Cog):
             embed.add_field(name="Why", value=ui.failure_words(job, private=True), inline=False)
         kwargs: dict = {"embed": embed, "ephemeral": True}
         path = Path(job.result_path) if job.result_path else None
-        link = self.bot.delivery.public_link(job)
+        link = self.bot.service.video_link(job)
         if path is not None and path.exists() and await self._needs_work(path, upload_limit(interaction)):
             await self._show_prepared(interaction, job, path, embed, link)
             return
@@ -139,11 +138,9 @@ class Jobs(commands.Cog):
         """Remux or re-encode the video to post it (can take longer than Discord's 3 s: deferred)."""
         await interaction.response.defer(ephemeral=True, thinking=True)
         limit = upload_limit(interaction)
-        work = self.bot.delivery.prepared_dir / f"show{job.id}-{interaction.id}"
-        try:
-            prepared = await self.bot.delivery.encoder.prepare(path, work, limit)
+        async with self.bot.service.video_for_upload(path, limit, f"show{job.id}-{interaction.id}") as prepared:
             name = f"{job.model}-job{job.id}.mp4"
-            if prepared.size <= limit:
+            if prepared is not None and prepared.size <= limit:
                 if prepared.action == "re-encoded" and link:
                     embed.add_field(name="Full quality", value=link, inline=False)
                 await interaction.followup.send(embed=embed, file=discord.File(prepared.path, filename=name),
@@ -152,8 +149,6 @@ class Jobs(commands.Cog):
             embed.add_field(name="Video", value=link or "Too large to attach here and no public link is configured.",
                             inline=False)
             await interaction.followup.send(embed=embed, ephemeral=True)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
 
     @job.command(name="cancel", description="Stop one of your running jobs (asks first, and says what it costs).")
     @app_commands.describe(id="The job number (see /jobs)")

@@ -10,11 +10,11 @@ any message, old or new, and are registered by the cog itself when it loads.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
 import re
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,7 +25,6 @@ from discord.ext import commands
 from bot import catalogue, errors, logcontext, ui
 from bot.faults import crash_point
 from bot.images import ImageError, check_attachment
-from bot.media import MediaError
 from bot.requests import (
     AnyRequest,
     KlingRequest,
@@ -407,13 +406,11 @@ class Video(commands.Cog):
 
     async def _reveal(self, interaction: discord.Interaction, compare: Compare, text: str) -> None:
         """After a blind vote: the full clips (own length, with sound), named by model, for the voter only."""
-        delivery = self.bot.delivery
         limit = upload_limit(interaction)
-        work = delivery.prepared_dir / f"reveal{compare.id}-{interaction.user.id}"
         files: list[discord.File] = []
         lines = [text]
-        try:
-            jobs = {job.model: job for job in await self.bot.service.compare_jobs(compare.id)}
+        jobs = {job.model: job for job in await self.bot.service.compare_jobs(compare.id)}
+        async with contextlib.AsyncExitStack() as scratch:  # both prepared clips live until the answer is sent
             for slot in ("a", "b"):
                 model = compare.model_in(slot)
                 job = jobs.get(model)
@@ -421,19 +418,15 @@ class Video(commands.Cog):
                 if job is None or not job.result_path or not Path(job.result_path).exists():
                     lines.append(f"`{name}`: the full clip is no longer kept.")
                     continue
-                try:
-                    prepared = await delivery.encoder.prepare(Path(job.result_path), work, limit)
-                except MediaError:
-                    prepared = None
+                prepared = await scratch.enter_async_context(self.bot.service.video_for_upload(
+                    Path(job.result_path), limit, f"reveal{compare.id}-{interaction.user.id}-{slot}"))
                 if prepared is not None and prepared.size <= limit:
                     files.append(discord.File(prepared.path, filename=name))
-                elif link := delivery.public_link(job):
+                elif link := self.bot.service.video_link(job):
                     lines.append(f"`{name}` is over the upload limit: {link}")
                 else:
                     lines.append(f"`{name}` is over the upload limit: use `/job show {job.id}`.")
             await interaction.followup.send("\n".join(lines), files=files, ephemeral=True)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 VIDEO_ACTIONS = ("rerun", "vary", "sora", "cancel", "stop")

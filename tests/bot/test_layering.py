@@ -76,3 +76,17 @@ def test_the_service_does_not_reach_through_the_poller() -> None:
     attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
     assert "bot.poller" not in imports and "poller" not in attributes
     assert "bot.runner" in imports  # the check reads the right file
+
+
+def delivery_reaches(source: str) -> list[int]:
+    """Lines touching a `.delivery` attribute: Discord delivery is the runner's adapter, not the cogs' toolbox."""
+    return sorted(node.lineno for node in ast.walk(ast.parse(source))
+                  if isinstance(node, ast.Attribute) and node.attr == "delivery")
+
+
+def test_no_cog_reaches_into_delivery() -> None:
+    """/job show and the blind reveal get links and upload-fitted videos from the service."""
+    assert delivery_reaches("link = self.bot.delivery.public_link(job)\n") == [1]
+    offences = {path.name: lines for path in sorted(COGS_DIR.glob("*.py"))
+                if (lines := delivery_reaches(path.read_text(encoding="utf-8")))}
+    assert offences == {}
