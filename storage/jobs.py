@@ -71,6 +71,9 @@ async def _row(conn: Tx, job_id: int, *, lock: bool = False) -> Job:
     return Job.from_row(row)
 
 
+# When a leased row becomes claimable: its run time, or later its lease's expiry. Written exactly
+# as the V8 index jobs_leased_due / outbox_leased_due, so both engines read it off that index.
+LEASED_DUE = "(CASE WHEN lease_expires_at > next_run_at THEN lease_expires_at ELSE next_run_at END)"
 _SPEND_LOCK = 0x5BE11D  # PostgreSQL advisory lock key guarding DAILY_SPEND_LIMIT
 
 
@@ -230,18 +233,29 @@ class JobStore:
         return Job.from_row(row) if row else None
 
     async def next_due_at(self) -> float | None:
-        """When the soonest job or outbox row becomes claimable (its run time, or its stale lease's expiry)."""
-        rows = []
-        for table in ("jobs", "outbox"):
-            rows.append(await self.db.fetchone(
-                f"SELECT MIN(next_run_at) FROM {table} WHERE next_run_at IS NOT NULL AND lease_owner IS NULL"
-            ))
-            rows.append(await self.db.fetchone(
-                "SELECT MIN(CASE WHEN lease_expires_at > next_run_at THEN lease_expires_at ELSE next_run_at END)"
-                f" FROM {table} WHERE next_run_at IS NOT NULL AND lease_owner IS NOT NULL"
-            ))
-        times = [row[0] for row in rows if row is not None and row[0] is not None]
+        """When the soonest job or outbox row becomes claimable (its run time, or its stale lease's expiry).
+
+        Each part reads one row off its own partial index (V8): free rows by next_run_at, leased rows
+        by the later of next_run_at and the lease's expiry. With 10,000 renders leased, a MIN over
+        all due rows would walk or scan them on every tick.
+        """
+        times = []
+        for sql in self.due_queries():
+            row = await self.db.fetchone(sql)
+            if row is not None and row[0] is not None:
+                times.append(float(row[0]))
         return min(times) if times else None
+
+    @staticmethod
+    def due_queries() -> list[str]:
+        """The queries next_due_at runs (public so a test can check each is index-backed)."""
+        queries = []
+        for table in ("jobs", "outbox"):
+            queries.append(f"SELECT next_run_at FROM {table} WHERE next_run_at IS NOT NULL AND lease_owner IS NULL"
+                           " ORDER BY next_run_at LIMIT 1")
+            queries.append(f"SELECT {LEASED_DUE} FROM {table} WHERE next_run_at IS NOT NULL"
+                           f" AND lease_owner IS NOT NULL ORDER BY {LEASED_DUE} LIMIT 1")
+        return queries
 
     async def claim_due(
         self, owner: str, *, lease_seconds: float, limit: int = 10, now: float | None = None,
