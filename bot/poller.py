@@ -107,7 +107,7 @@ class Poller:
         ValueError (a reason fit for the caller's 400) when the payload names no provider job.
         """
         provider_job_ids = provider_class(provider).callback_job_ids(payload)
-        self.schedule.webhook_arrived(provider)  # verified: its jobs need few polls now
+        await self.schedule.webhook_arrived(provider)  # verified: its jobs need few polls now
         for provider_job_id in provider_job_ids:
             job = await self.store.jobs.by_provider_job(provider, provider_job_id)
             if job is not None and job.state in (JobState.SUBMITTED, JobState.RUNNING):

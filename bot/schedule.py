@@ -21,14 +21,18 @@ failures while the distribution cannot rule them out. Jitter spreads 10,000 jobs
 
 Provider hints win: `Retry-After`/poll-after is a floor; a progress percentage (OpenAI's
 `progress`, Replicate's logs) estimates the remaining time; a provider whose webhooks arrive is
-looked at rarely, as the webhook nudges the job. Every prior and bound is in model seconds and
+looked at rarely, as the webhook nudges the job (recorded in the store, so workers that never see a
+callback themselves learn it from the gateway that receives them). Every prior and bound is in model seconds and
 multiplied by `POLL_TIME_SCALE`; observations are stored in model seconds (wall / scale).
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import itertools
+import logging
+import math
 import random
 import time
 from collections import deque
@@ -36,6 +40,8 @@ from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 from bot.config import Settings
+
+log = logging.getLogger(__name__)
 
 HISTORY = 64  # observations kept (and loaded) per key
 DECAY = 0.96  # weight of an observation per newer one after it: recent renders count more
@@ -54,6 +60,7 @@ JITTER = 0.1  # +-10 %
 PROGRESS_LEAD = 0.8  # look when 80 % of the remaining time a progress percentage implies has passed
 WEBHOOK_TRUST_SECONDS = 3600.0  # wall seconds a received webhook keeps its provider "working"
 WEBHOOK_GAP = (60.0, 900.0)  # model seconds: the gap range while webhooks nudge us
+WEBHOOK_CACHE_SECONDS = 30.0  # wall seconds a read of the shared webhook health is reused
 
 
 class RenderKey(NamedTuple):
@@ -71,6 +78,10 @@ class ObservationStore(Protocol):
     async def add(self, key: tuple[str, str, float, str], low: float, high: float, *, now: float) -> None: ...
 
     async def recent(self, per_key: int) -> list[tuple[tuple[str, str, float, str], float, float]]: ...
+
+    async def webhook_seen(self, provider: str, *, now: float | None = None) -> None: ...
+
+    async def webhooks_seen(self) -> dict[str, float]: ...
 
 
 class Distribution:
@@ -149,6 +160,8 @@ class Schedule:
         self._cache: dict[tuple[RenderKey, tuple[float, float]], tuple[int, Distribution]] = {}
         self._version = 0
         self._webhooks: dict[str, float] = {}
+        self._webhooks_read_at = -math.inf
+        self._webhooks_reading: asyncio.Task[None] | None = None
         self._loaded = False
 
     # -- learning ---------------------------------------------------------------------------------
@@ -161,6 +174,7 @@ class Schedule:
         self._loaded = True
         for key, low, high in await self.store.recent(HISTORY):
             self._learn(RenderKey(*key), low, high, prior=None)
+        await self.refresh_webhooks()
 
     async def observe(self, key: RenderKey, prior: tuple[float, float], low: float, high: float) -> None:
         """A job of `key` finished after (low, high] wall seconds (last look still running, this look done)."""
@@ -207,13 +221,55 @@ class Schedule:
 
     # -- provider hints ---------------------------------------------------------------------------
 
-    def webhook_arrived(self, provider: str) -> None:
-        """A verified callback from `provider` arrived: its webhooks work, so its jobs need few polls."""
-        self._webhooks[provider] = self.clock()
+    async def webhook_arrived(self, provider: str) -> None:
+        """A verified callback from `provider` arrived: its webhooks work, so its jobs need few polls.
+
+        Written to the store too: with BOT_ROLE=gateway the callbacks reach this process, while the
+        workers that poll are others. Best effort: a lost write only costs some polls until the next one.
+        """
+        now = self.clock()
+        self._webhooks[provider] = max(now, self._webhooks.get(provider, now))
+        if self.store is None:
+            return
+        try:
+            await self.store.webhook_seen(provider, now=now)
+        except Exception:
+            log.warning("could not record that %s webhooks arrive", provider, exc_info=True)
+
+    async def refresh_webhooks(self) -> None:
+        """Read when every provider's last webhook arrived, as recorded by any process."""
+        self._webhooks_read_at = self.clock()
+        if self.store is None:
+            return
+        try:
+            seen = await self.store.webhooks_seen()
+        except Exception:
+            log.warning("could not read webhook health", exc_info=True)
+            return
+        for provider, at in seen.items():
+            self._webhooks[provider] = max(at, self._webhooks.get(provider, at))
 
     def webhooks_work(self, provider: str) -> bool:
+        """Whether a verified webhook of `provider` arrived (in any process) within WEBHOOK_TRUST_SECONDS.
+
+        Answered from memory; a read older than WEBHOOK_CACHE_SECONDS starts a refresh in the
+        background (the poller asks this for every look and must not wait on the database).
+        """
+        now = self.clock()
+        if self.store is not None and now - self._webhooks_read_at >= WEBHOOK_CACHE_SECONDS:
+            self._refresh_in_background()
         seen = self._webhooks.get(provider)
-        return seen is not None and self.clock() - seen < WEBHOOK_TRUST_SECONDS
+        return seen is not None and now - seen < WEBHOOK_TRUST_SECONDS
+
+    def _refresh_in_background(self) -> None:
+        if self._webhooks_reading is not None and not self._webhooks_reading.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a synchronous caller): keep what we know
+            return
+        self._webhooks_read_at = self.clock()  # one refresh per period, even if it is slow
+        self._webhooks_reading = loop.create_task(self.refresh_webhooks(), name="webhook-health")
 
     # -- placing looks ----------------------------------------------------------------------------
 

@@ -1,7 +1,10 @@
-"""Observed render times (model seconds) per provider, model, duration and resolution.
+"""Observed render times (model seconds) per provider, model, duration and resolution, and when
+each provider's webhooks last arrived.
 
 Why persisted: the poller's schedule (bot/schedule.py) learns where renders really finish; a
 restart should not send it back to the priors. Only the newest `keep` rows per key are kept.
+Webhook health is shared the same way: with BOT_ROLE=gateway receiving the callbacks and separate
+workers polling, only the database tells a worker that its jobs will be nudged.
 """
 
 from __future__ import annotations
@@ -50,3 +53,19 @@ class RenderTimeStore:
             if len(bucket) < per_key:
                 bucket.append((float(row[4]), float(row[5])))
         return [(key, low, high) for key, bucket in kept.items() for low, high in reversed(bucket)]
+
+    async def webhook_seen(self, provider: str, *, now: float | None = None) -> None:
+        """Record that a verified webhook of `provider` arrived (never moves the time backwards)."""
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO webhook_health (provider, last_seen_at) VALUES (?, ?) ON CONFLICT (provider) DO UPDATE"
+                " SET last_seen_at = CASE WHEN excluded.last_seen_at > webhook_health.last_seen_at"
+                " THEN excluded.last_seen_at ELSE webhook_health.last_seen_at END",
+                (provider, float(now)),
+            )
+
+    async def webhooks_seen(self) -> dict[str, float]:
+        """provider -> when its last verified webhook arrived."""
+        rows = await self.db.fetchall("SELECT provider, last_seen_at FROM webhook_health")
+        return {str(row[0]): float(row[1]) for row in rows}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from pathlib import Path
@@ -14,7 +15,15 @@ from bot.providers.registry import ProviderRegistry
 from bot.providers.replicate import ReplicateProvider
 from bot.requests import parse_request
 from bot.runner import JobRunner
-from bot.schedule import CAP_FRACTION, JITTER, MIN_GAP, RenderKey, Schedule
+from bot.schedule import (
+    CAP_FRACTION,
+    JITTER,
+    MIN_GAP,
+    WEBHOOK_CACHE_SECONDS,
+    WEBHOOK_TRUST_SECONDS,
+    RenderKey,
+    Schedule,
+)
 from storage import JobState, LedgerKind, NewJob, Store
 from tests.bot.providers.fakes import REPLICATE_TOKEN, FakeProviders
 from tests.bot.test_runner import Clock, RecordingNotifier
@@ -141,15 +150,48 @@ def test_progress_estimates_the_remaining_time() -> None:
     assert sched.gap(KEY, PRIOR, 1500.0, progress=99) >= sched.gap(KEY, PRIOR, 1500.0) / 4 - 1e-9
 
 
-def test_working_webhooks_mean_few_polls() -> None:
+async def test_working_webhooks_mean_few_polls() -> None:
     clock = Clock(1000.0)
     sched = Schedule(Settings(), rng=random.Random(2), clock=clock)
     polled = len(looks(sched, 900))
-    sched.webhook_arrived("replicate")
+    await sched.webhook_arrived("replicate")
     nudged = len(looks(sched, 900))
     assert nudged * 3 <= polled
     clock.now += 2 * 3600  # no callback for two hours: back to ordinary polling
     assert len(looks(sched, 900)) == pytest.approx(polled, abs=2)
+
+
+async def test_webhook_health_is_shared_between_processes(location: str | Path) -> None:
+    """BOT_ROLE=gateway receives the callbacks, a separate worker polls: the worker learns through the store."""
+    clock = Clock(1000.0)
+    gateway_store, worker_store = await Store.open(location), await Store.open(location)  # two connections
+    try:
+        gateway = Schedule(Settings(), gateway_store.render_times, rng=random.Random(2), clock=clock)
+        worker = Schedule(Settings(), worker_store.render_times, rng=random.Random(2), clock=clock)
+        await worker.load()
+        polled = len(looks(worker, 900))
+        await gateway.webhook_arrived("replicate")
+        assert gateway.webhooks_work("replicate")
+        assert not worker.webhooks_work("replicate")  # its read is fresh: no database query per look
+        clock.now += WEBHOOK_CACHE_SECONDS
+        for _ in range(100):  # the stale read starts a refresh in the background
+            if worker.webhooks_work("replicate"):
+                break
+            await asyncio.sleep(0.01)
+        assert worker.webhooks_work("replicate") and not worker.webhooks_work("openai")
+        assert len(looks(worker, 900)) * 3 <= polled
+        restarted = Schedule(Settings(), worker_store.render_times, clock=clock)
+        await restarted.load()
+        assert restarted.webhooks_work("replicate")  # a worker started later knows at once
+        arrived = clock.now - WEBHOOK_CACHE_SECONDS
+        await worker_store.render_times.webhook_seen("replicate", now=arrived - 500)  # late, older write
+        assert (await worker_store.render_times.webhooks_seen())["replicate"] == arrived  # newer one kept
+        clock.now += WEBHOOK_TRUST_SECONDS + 1  # silence for longer than we trust: poll again
+        await worker.refresh_webhooks()
+        assert not worker.webhooks_work("replicate")
+    finally:
+        await gateway_store.close()
+        await worker_store.close()
 
 
 def test_the_last_look_lands_on_the_cap() -> None:
