@@ -47,16 +47,26 @@ HISTORY = 64  # observations kept (and loaded) per key
 DECAY = 0.96  # weight of an observation per newer one after it: recent renders count more
 PRIOR_WEIGHT = 2.0  # the typical window counts as this many observations
 FAMILY_WEIGHT = 4.0  # at most this much weight borrowed from the provider's other models
-SURPRISE = 0.04  # share of probability spread thinly over [SURPRISE_LOW * low, SURPRISE_HIGH * high]
-SURPRISE_LOW, SURPRISE_HIGH = 0.1, 3.0
-KERNEL = 0.05  # each observation is smeared by +-5 % (renders are never exactly alike)
-TARGET_DELAY = 5.5  # model seconds: aim for the mean ready->seen delay of 10 s polling
+SURPRISE = 0.04  # share of probability spread thinly from SURPRISE_LOW * low on (see distribution())
+SURPRISE_LOW = 0.1
+TAIL_DOUBLINGS, TAIL_KEEP = 8, 0.7  # the surprise's tail: 2^9 times the longest render seen, survival ~ 1/sqrt(age)
+KERNEL = 0.03  # each observation is smeared by +-5 % (renders are never exactly alike)
+REFERENCE_GAP = 10.0  # model seconds: the fixed polling we measure against (issue 15)
+POLL_SHARE = 0.3  # aim: this share of the reference's requests ...
+DELAY_SHARE = 1.1  # ... at this share of its mean delay (see Schedule.delay_target)
+MAX_DELAY_SHARE = 1.5  # never aim at a mean delay above this share of the reference's
+FEEDBACK_MIN, FEEDBACK_RECENT = 6, 16  # renders of a key before (and over which) plans are checked
+FEEDBACK_RANGE = (0.8, 1.5)  # how far the measured delay may correct a plan
+NEIGHBOURS = 3  # an observation is spread over at least the distance to its 3rd-nearest (see _widen_sparse)
+FADE_AFTER = 2.0  # the prior's and borrowed weight halve once the key's own renders weigh this much
+RETARGET_EVERY = 4  # a key's look target is chosen again after this many of its renders finished
 MIN_GAP = 2.0  # model seconds
 MAX_GAP = 600.0  # model seconds
 CAP_FRACTION = 0.5  # a gap is at most half of max(age, median render time)
 EARLY_FRACTION = 0.25  # the early look, as a fraction of the 5 % quantile
 EARLY_MASS = 0.01  # the early look is skipped once less than this is seen finishing before 2x it
 JITTER = 0.1  # +-10 %
+PROGRESS_FLOOR = 0.5  # progress may shorten a gap to this share of the distribution's, no further
 PROGRESS_LEAD = 0.8  # look when 80 % of the remaining time a progress percentage implies has passed
 WEBHOOK_TRUST_SECONDS = 3600.0  # wall seconds a received webhook keeps its provider "working"
 WEBHOOK_GAP = (60.0, 900.0)  # model seconds: the gap range while webhooks nudge us
@@ -101,10 +111,14 @@ class Distribution:
             slope += slope_change.get(left, 0.0)
             self.cdf.append(self.cdf[-1] + max(slope, 0.0) * (right - left))
         self.total = self.cdf[-1] or 1.0
-        # Effective width 1 / integral(f^2): W for a uniform over W, the sum of the widths of separate modes.
-        collision = sum((self.cdf[i + 1] - self.cdf[i]) ** 2 / (points[i + 1] - points[i])
-                        for i in range(len(points) - 1)) / self.total**2
-        self.width = 1.0 / collision if collision > 0 else 1.0
+        # Partial first moment at each point (unnormalised), for the expected delay of a plan of looks.
+        self.moment = [0.0]
+        for i in range(len(points) - 1):
+            mass = self.cdf[i + 1] - self.cdf[i]
+            self.moment.append(self.moment[-1] + mass * (points[i] + points[i + 1]) / 2)
+        self.mean = self.moment[-1] / self.total
+        self.look_target: float | None = None  # the Schedule's c^2 for this distribution, once chosen
+        self.early = 0.0  # the early look's age, or 0 for none (set by the Schedule)
 
     def F(self, t: float) -> float:  # noqa: N802 - the usual name of a CDF
         """P(T <= t)."""
@@ -117,6 +131,18 @@ class Distribution:
         left, right = points[i], points[i + 1]
         value = self.cdf[i] + (self.cdf[i + 1] - self.cdf[i]) * (t - left) / (right - left)
         return value / self.total
+
+    def M(self, t: float) -> float:  # noqa: N802 - as F
+        """E[T; T <= t], the partial mean (density constant between points)."""
+        points = self.points
+        if t <= points[0]:
+            return 0.0
+        if t >= points[-1]:
+            return self.mean
+        i = bisect.bisect_right(points, t) - 1
+        left, right = points[i], points[i + 1]
+        density = (self.cdf[i + 1] - self.cdf[i]) / (right - left)
+        return (self.moment[i] + density * (t * t - left * left) / 2) / self.total
 
     def quantile(self, q: float) -> float:
         target = q * self.total
@@ -135,8 +161,10 @@ class RenderTimes:
 
     def __init__(self) -> None:
         self.observed: deque[tuple[float, float]] = deque(maxlen=HISTORY)
+        self.added = 0  # ever, not only those kept
 
     def add(self, low: float, high: float) -> None:
+        self.added += 1
         self.observed.append((max(0.0, min(low, high)), max(low, high, 0.001)))
 
     def weighted(self) -> list[tuple[float, float, float]]:
@@ -159,6 +187,7 @@ class Schedule:
         self.families: dict[str, RenderTimes] = {}  # per provider: render time / prior midpoint
         self._cache: dict[tuple[RenderKey, tuple[float, float]], tuple[int, Distribution]] = {}
         self._version = 0
+        self._targets: dict[RenderKey, tuple[tuple[int, int, int], float]] = {}
         self._webhooks: dict[str, float] = {}
         self._webhooks_read_at = -math.inf
         self._webhooks_reading: asyncio.Task[None] | None = None
@@ -196,9 +225,11 @@ class Schedule:
         if cached is not None and cached[0] == self._version:
             return cached[1]
         low, high = prior[0], max(prior[1], prior[0] + 1.0)
-        parts: list[tuple[float, float, float]] = [(low, high, PRIOR_WEIGHT)]
         own = self.keys.get(key)
         own_parts = own.weighted() if own else []
+        own_total = sum(w for _, _, w in own_parts)
+        fade = 1.0 / (1.0 + own_total / FADE_AFTER)  # prior and borrowed renders yield to the key's own
+        parts: list[tuple[float, float, float]] = [(low, high, PRIOR_WEIGHT * fade)]
         if own is not None and key.provider not in self.families:  # observations loaded from storage
             family = self.families.setdefault(key.provider, RenderTimes())
             mid = (low + high) / 2
@@ -209,15 +240,39 @@ class Schedule:
             mid = (low + high) / 2
             borrowed = family.weighted()
             total = sum(w for _, _, w in borrowed)
-            factor = min(1.0, FAMILY_WEIGHT / total) if total else 0.0
+            factor = min(1.0, FAMILY_WEIGHT * fade / total) if total else 0.0
             parts += [(a * mid, b * mid, w * factor) for a, b, w in borrowed]
-        parts += own_parts
-        parts = [(a * (1 - KERNEL), b * (1 + KERNEL), w) for a, b, w in parts]
-        body = sum(w for _, _, w in parts)
-        parts.append((SURPRISE_LOW * low, SURPRISE_HIGH * high, body * SURPRISE / (1 - SURPRISE)))
-        dist = Distribution(parts)
+        dist = self._build(parts, _widen_sparse(own_parts), low, high)
+        # The early look, for fast finishes, while nothing rules them out: before any render of the
+        # key is seen, or while some were seen DONE by twice its age. Judged on observations, not on
+        # the smeared distribution: a render caught by the early look is recorded as done somewhere
+        # in (0, early], which would otherwise keep an early look alive that catches nothing.
+        early = EARLY_FRACTION * dist.quantile(0.05)
+        total = sum(w for _, _, w in own_parts)
+        if not own_parts or sum(w for _, b, w in own_parts if b <= 2 * early) >= EARLY_MASS * total:
+            dist.early = early
         self._cache[(key, prior)] = (self._version, dist)
         return dist
+
+    @staticmethod
+    def _build(parts: list[tuple[float, float, float]], own_parts: list[tuple[float, float, float]],
+               low: float, high: float) -> Distribution:
+        parts = [(a * (1 - KERNEL), b * (1 + KERNEL), w) for a, b, w in parts + own_parts]
+        body = sum(w for _, _, w in parts)
+        # The surprise: a thin floor from SURPRISE_LOW * low to the window's end, then a tail whose
+        # survival falls like 1/sqrt(age) (each doubling keeps TAIL_KEEP of it): the hazard is
+        # 1/(2 age), so gaps grow like sqrt(age) far out. A hard end would make the hazard spike
+        # where it stops, and no tail at all would leave only the cap (half the age) out there.
+        surprise = body * SURPRISE / (1 - SURPRISE)
+        tail_start = max(high, max((b for _, b, _ in parts), default=high))
+        parts.append((SURPRISE_LOW * low, tail_start, surprise / 2))
+        left, start = surprise / 2, tail_start
+        for _ in range(TAIL_DOUBLINGS):
+            share = left * (1 - TAIL_KEEP)
+            parts.append((start, 2 * start, share))
+            start, left = 2 * start, left - share
+        parts.append((start, 2 * start, left))
+        return Distribution(parts)
 
     # -- provider hints ---------------------------------------------------------------------------
 
@@ -299,20 +354,116 @@ class Schedule:
         cap = min(CAP_FRACTION * max(t, median), MAX_GAP)
         if self.webhooks_work(key.provider):
             return min(max(CAP_FRACTION * max(t, median), WEBHOOK_GAP[0]), WEBHOOK_GAP[1])
-        spread = max(dist.width, 4 * TARGET_DELAY)
-        # With g = sqrt(D * remaining) across a uniform spread W the mean delay is sqrt(D W) / 3.
-        target = 9 * TARGET_DELAY**2 / spread
-        gap = self._solve(dist, t, target, cap)
-        early = EARLY_FRACTION * dist.quantile(0.05)
-        if t < early and dist.F(2 * early) >= EARLY_MASS:
-            gap = min(gap, early - t)
+        gap = self._base_gap(dist, t, self._look_target(key, dist))
         if progress is not None and 5 <= progress < 100 and t > 0:
             # The provider's own progress estimates the remaining time. It may lengthen the gap up to
-            # the cap, and shorten it to a quarter of what the distribution says: a progress that sits
-            # at 99 % for half an hour must not turn into hammering.
+            # the cap, and shorten it to PROGRESS_FLOOR of what the distribution says: a progress
+            # that sits at 99 % for half an hour must not turn into hammering.
             remaining = t * (100 - progress) / progress
-            gap = min(max(PROGRESS_LEAD * remaining, gap / 4), cap)
+            gap = min(max(PROGRESS_LEAD * remaining, gap * PROGRESS_FLOOR), cap)
         return max(gap, MIN_GAP)
+
+    def _base_gap(self, dist: Distribution, t: float, target: float) -> float:
+        """The gap from the distribution alone: hazard placement, the cap, the early look."""
+        cap = min(CAP_FRACTION * max(t, dist.quantile(0.5)), MAX_GAP)
+        gap = self._solve(dist, t, target, cap)
+        if t < dist.early:
+            gap = min(gap, dist.early - t)
+        return max(gap, MIN_GAP)
+
+    def plan(self, dist: Distribution, target: float, truth: Distribution | None = None) -> tuple[float, float]:
+        """Expected (requests, mean ready->seen delay) of the looks `target` places on `dist`, were
+        `truth` (default `dist`) how renders really finish."""
+        truth = truth or dist
+        polls = delay = 0.0
+        t, done, moment = 0.0, 0.0, 0.0
+        while done < 1.0 - 1e-4 and t < self.max_render_seconds:
+            polls += 1.0 - done
+            t += self._base_gap(dist, t, target)
+            now_done, now_moment = truth.F(t), truth.M(t)
+            delay += t * (now_done - done) - (now_moment - moment)
+            done, moment = now_done, now_moment
+        return polls, delay
+
+    def _look_target(self, key: RenderKey, dist: Distribution) -> float:
+        """c^2 of the gaps c / sqrt(hazard) for `key`, chosen for `dist` (kept while few renders changed it).
+
+        Renders finish all the time at scale, and each one rebuilds the distributions; choosing a
+        target costs a few plans, so a key keeps its target until RETARGET_EVERY of its own renders
+        (or its provider's) came in.
+        """
+        if dist.look_target is not None:
+            return dist.look_target
+        own = self.keys.get(key)
+        seen = (len(own.observed) if own else 0, own.added if own else 0, self._version)
+        kept = self._targets.get(key)
+        if kept is not None and seen[1] - kept[0][1] < RETARGET_EVERY and seen[2] - kept[0][2] < 5 * RETARGET_EVERY:
+            dist.look_target = kept[1]
+            return kept[1]
+        own_dist = self._own(key)
+        dist.look_target = self.choose_target(dist, self._delay_factor(key, dist, kept[1] if kept else None),
+                                              truth=own_dist)
+        self._targets[key] = (seen, dist.look_target)
+        return dist.look_target
+
+    def _own(self, key: RenderKey) -> Distribution | None:
+        """The key's own recent render times alone, once there are enough to judge a plan by.
+
+        Plans are placed on the full distribution (prior, provider, a thin everywhere-surprise: safe
+        against renders unlike any seen) but judged by what this key's renders really did: a prior
+        that no longer matches, or the surprise tail, must not make requests look dearer than they are.
+        """
+        own = self.keys.get(key)
+        if own is None or len(own.observed) < FEEDBACK_MIN:
+            return None
+        return Distribution([(a * (1 - KERNEL), b * (1 + KERNEL), w) for a, b, w in own.weighted()])
+
+    def _delay_factor(self, key: RenderKey, dist: Distribution, target: float | None) -> float:
+        """How much longer renders of `key` really waited to be seen than the plan says (1 = as planned).
+
+        A render finishes uniformly inside the gap it finished in, so half of each observation's
+        last gap is its ready->seen delay, measured without trusting the learned shape. Plans on a
+        learned distribution are too optimistic where it is sparse (early on, wide spreads): this
+        ratio, over the key's recent renders, corrects them.
+        """
+        own = self.keys.get(key)
+        if own is None or len(own.observed) < FEEDBACK_MIN or target is None:
+            return 1.0
+        recent = list(own.observed)[-FEEDBACK_RECENT:]
+        seen = sum(high - low for low, high in recent) / (2 * len(recent))
+        _, planned = self.plan(dist, target, self._own(key))
+        return min(max(seen / max(planned, 1e-6), FEEDBACK_RANGE[0]), FEEDBACK_RANGE[1])
+
+    def choose_target(self, dist: Distribution, delay_factor: float = 1.0, *,
+                      truth: Distribution | None = None) -> float:
+        """The c^2 whose plan uses POLL_SHARE of the reference's requests and DELAY_SHARE of its delay alike.
+
+        The reference polls every REFERENCE_GAP seconds: about E[T] / gap + 1/2 requests and gap / 2
+        delay. When both shares can be met they are met with the same room; when no schedule can
+        meet both (a wide spread of render times), the miss is shared instead of all on one side,
+        but the delay never aims above MAX_DELAY_SHARE of the reference's: users wait, the provider
+        only answers. Plans are placed on `dist` and evaluated exactly (early look, cap and all) on
+        `truth` (default `dist`), by bisection; their delay is multiplied by `delay_factor` (what the
+        key's recent renders really waited, as measured against the plan).
+        """
+        reference_polls = (truth or dist).mean / REFERENCE_GAP + 0.5
+        reference_delay = REFERENCE_GAP / 2
+        max_delay = MAX_DELAY_SHARE * reference_delay
+
+        def balance(c2: float) -> tuple[float, float]:
+            polls, delay = self.plan(dist, c2, truth)
+            delay *= delay_factor
+            return polls / (POLL_SHARE * reference_polls) - delay / (DELAY_SHARE * reference_delay), delay
+
+        lo, hi = math.log(0.05), math.log(400.0)  # c^2 in s^2: from c ~ 0.2 to 20
+        for _ in range(14):
+            mid = (lo + hi) / 2
+            excess, delay = balance(math.exp(mid))
+            if excess > 0 and delay < max_delay:  # too many requests and room in the delay: wider gaps
+                lo = mid
+            else:
+                hi = mid
+        return math.exp((lo + hi) / 2)
 
     @staticmethod
     def _solve(dist: Distribution, t: float, target: float, cap: float) -> float:
@@ -344,3 +495,25 @@ class Schedule:
 def render_key(provider: str, model: str, duration: float, resolution: str) -> RenderKey:
     return RenderKey(provider, model, float(duration), resolution)
 
+
+
+
+def _widen_sparse(observed: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """Spread each observation over at least half the distance to its NEIGHBOURS-th nearest one.
+
+    Why: gaps follow 1/sqrt(hazard), so a hole between a few scattered observations (a sparse
+    tail, a wide spread early on) becomes a long gap exactly where renders do finish. Where
+    observations are dense the neighbours are close and nothing changes; where they are sparse,
+    the estimate is smooth (a k-nearest-neighbour bandwidth).
+    """
+    if len(observed) <= NEIGHBOURS:
+        return observed
+    mids = sorted((a + b) / 2 for a, b, _ in observed)
+    out = []
+    for low, high, weight in observed:
+        mid = (low + high) / 2
+        at = bisect.bisect_left(mids, mid)
+        near = sorted(abs(m - mid) for m in mids[max(0, at - NEIGHBOURS - 1):at + NEIGHBOURS + 2])
+        reach = near[min(NEIGHBOURS, len(near) - 1)] / 2
+        out.append((min(low, mid - reach), max(high, mid + reach), weight))
+    return out
