@@ -33,10 +33,10 @@ class Grid:
 
     def __init__(self, draws: Sequence[float], step: float = STEP) -> None:
         self.step = step
-        n = int(math.ceil(max(draws) / step)) + 1
+        n = math.ceil(max(draws) / step) + 1
         mass = [0.0] * (n + 1)
         for value in draws:
-            mass[max(1, int(math.ceil(value / step)))] += 1.0 / len(draws)
+            mass[max(1, math.ceil(value / step))] += 1.0 / len(draws)
         self.t = [k * step for k in range(n + 1)]
         self.F, self.M = [], []
         cdf = moment = 0.0
@@ -68,7 +68,7 @@ class Grid:
 
     def optimal(self, lam: float) -> tuple[float, float]:
         """Expected (requests, delay) of the schedule minimising requests + lam * delay."""
-        t, F, M = self.t, self.F, self.M
+        t, cdf, moment = self.t, self.F, self.M
         n = len(t) - 1
         cost = [0.0] * (n + 1)
         choice = [n] * (n + 1)
@@ -79,28 +79,28 @@ class Grid:
             return (c[1] - a[1]) * (b[0] - a[0]) >= (b[1] - a[1]) * (c[0] - a[0])
 
         for i in range(n, -1, -1):
-            survive = 1.0 - F[i]
+            survive = 1.0 - cdf[i]
             if i < n:
-                x = F[i]
+                x = cdf[i]
                 # Queries only move to smaller x, where larger slopes win: lines at the back are done.
                 while len(hull) >= 2 and hull[-1][0] * x + hull[-1][1] >= hull[-2][0] * x + hull[-2][1]:
                     hull.pop()
                 slope, intercept, j = hull[-1]
-                cost[i] = survive + lam * M[i] + slope * x + intercept
+                cost[i] = survive + lam * moment[i] + slope * x + intercept
                 choice[i] = j
             if survive <= 1e-12 and i < n:
                 cost[i], choice[i] = 0.0, n
-            line = (-lam * t[i], lam * (t[i] * F[i] - M[i]) + cost[i], i)
+            line = (-lam * t[i], lam * (t[i] * cdf[i] - moment[i]) + cost[i], i)
             # New lines have the largest slope so far: they belong at the small-x end (the deque's front).
             while len(hull) >= 2 and bad(line, hull[0], hull[1]):
                 hull.popleft()
             hull.appendleft(line)
         polls = delay = 0.0
         i = 0
-        while i < n and 1.0 - F[i] > 1e-12:
+        while i < n and 1.0 - cdf[i] > 1e-12:
             j = choice[i]
-            polls += 1.0 - F[i]
-            delay += t[j] * (F[j] - F[i]) - (M[j] - M[i])
+            polls += 1.0 - cdf[i]
+            delay += t[j] * (cdf[j] - cdf[i]) - (moment[j] - moment[i])
             i = j
         return polls, delay
 

@@ -11,13 +11,13 @@ from bench.bound import Grid, frontier
 
 def brute_force(grid: Grid, lam: float) -> float:
     """min E[requests] + lam * E[delay] over all look schedules on the grid, by plain O(n^2) DP."""
-    t, F, M = grid.t, grid.F, grid.M
+    t, cdf, moment = grid.t, grid.F, grid.M
     n = len(t) - 1
     cost = [0.0] * (n + 1)
     for i in range(n - 1, -1, -1):
-        if 1.0 - F[i] <= 1e-12:
+        if 1.0 - cdf[i] <= 1e-12:
             continue
-        cost[i] = min(1.0 - F[i] + lam * (t[j] * (F[j] - F[i]) - (M[j] - M[i])) + cost[j] for j in range(i + 1, n + 1))
+        cost[i] = min(1.0 - cdf[i] + lam * (t[j] * (cdf[j] - cdf[i]) - (moment[j] - moment[i])) + cost[j] for j in range(i + 1, n + 1))
     return cost[0]
 
 
