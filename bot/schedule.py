@@ -66,8 +66,10 @@ CAP_FRACTION = 0.5  # a gap is at most half of max(age, median render time)
 EARLY_FRACTION = 0.25  # the early look, as a fraction of the 5 % quantile
 EARLY_MASS = 0.01  # the early look is skipped once less than this is seen finishing before 2x it
 JITTER = 0.1  # +-10 %
+PROGRESS_MIN = 10  # percentages below this are too noisy to estimate the end from
+PROGRESS_SPREAD = 0.25  # a progress-based end estimate is trusted to +-25 %
+PROGRESS_FLOOR_MASS = 0.1  # the even floor inside that window, relative to the learned mass there
 PROGRESS_FLOOR = 0.5  # progress may shorten a gap to this share of the distribution's, no further
-PROGRESS_LEAD = 0.8  # look when 80 % of the remaining time a progress percentage implies has passed
 WEBHOOK_TRUST_SECONDS = 3600.0  # wall seconds a received webhook keeps its provider "working"
 WEBHOOK_GAP = (60.0, 900.0)  # model seconds: the gap range while webhooks nudge us
 WEBHOOK_CACHE_SECONDS = 30.0  # wall seconds a read of the shared webhook health is reused
@@ -354,14 +356,31 @@ class Schedule:
         cap = min(CAP_FRACTION * max(t, median), MAX_GAP)
         if self.webhooks_work(key.provider):
             return min(max(CAP_FRACTION * max(t, median), WEBHOOK_GAP[0]), WEBHOOK_GAP[1])
-        gap = self._base_gap(dist, t, self._look_target(key, dist))
-        if progress is not None and 5 <= progress < 100 and t > 0:
-            # The provider's own progress estimates the remaining time. It may lengthen the gap up to
-            # the cap, and shorten it to PROGRESS_FLOOR of what the distribution says: a progress
-            # that sits at 99 % for half an hour must not turn into hammering.
-            remaining = t * (100 - progress) / progress
-            gap = min(max(PROGRESS_LEAD * remaining, gap * PROGRESS_FLOOR), cap)
+        target = self._look_target(key, dist)
+        gap = self._base_gap(dist, t, target)
+        if progress is not None and PROGRESS_MIN <= progress < 100 and t > 0:
+            # The provider's own progress says the render ends near t * 100 / progress, give or take
+            # PROGRESS_SPREAD (providers' estimates are rough, and low percentages are noisy): look by
+            # the same law within that window, weighted by what we learned. It may lengthen the gap
+            # up to the cap, and shorten it to PROGRESS_FLOOR of the distribution's: a progress that
+            # sits at 99 % for half an hour must not turn into hammering.
+            guided = self._solve(self._within(dist, t, t * 100 / progress), t, target, cap)
+            gap = min(max(guided, gap * PROGRESS_FLOOR), cap)
         return max(gap, MIN_GAP)
+
+    @staticmethod
+    def _within(dist: Distribution, t: float, estimate: float) -> Distribution:
+        """`dist` after age `t`, restricted to estimate * (1 +- PROGRESS_SPREAD), with a thin even floor
+        there (the estimate may point where nothing was seen yet)."""
+        low = max(t, estimate * (1 - PROGRESS_SPREAD))
+        high = max(estimate * (1 + PROGRESS_SPREAD), low + MIN_GAP)
+        inner = dist.points[bisect.bisect_right(dist.points, low):bisect.bisect_left(dist.points, high)]
+        edges = [low, *inner, high]
+        parts = [(a, b, dist.F(b) - dist.F(a)) for a, b in itertools.pairwise(edges) if b > a]
+        mass = sum(w for _, _, w in parts)
+        parts = [(a, b, w) for a, b, w in parts if w > 0]
+        parts.append((low, high, max(mass, 1e-9) * PROGRESS_FLOOR_MASS + (1.0 if mass <= 1e-9 else 0.0)))
+        return Distribution(parts)
 
     def _base_gap(self, dist: Distribution, t: float, target: float) -> float:
         """The gap from the distribution alone: hazard placement, the cap, the early look."""

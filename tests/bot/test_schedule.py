@@ -11,6 +11,7 @@ import pytest
 
 from bot.config import Settings
 from bot.crypto import SecretBox
+from bot.providers.openai_videos import OpenAIVideosProvider
 from bot.providers.registry import ProviderRegistry
 from bot.providers.replicate import ReplicateProvider
 from bot.requests import parse_request
@@ -19,13 +20,14 @@ from bot.schedule import (
     CAP_FRACTION,
     JITTER,
     MIN_GAP,
+    PROGRESS_SPREAD,
     WEBHOOK_CACHE_SECONDS,
     WEBHOOK_TRUST_SECONDS,
     RenderKey,
     Schedule,
 )
 from storage import JobState, LedgerKind, NewJob, Store
-from tests.bot.providers.fakes import REPLICATE_TOKEN, FakeProviders
+from tests.bot.providers.fakes import OPENAI_KEY, REPLICATE_TOKEN, FakeProviders
 from tests.bot.test_runner import Clock, RecordingNotifier
 
 KEY = RenderKey("replicate", "kwaivgi/kling-v2.0", 5.0, "1280x720")
@@ -243,6 +245,57 @@ async def test_a_render_running_half_an_hour_is_kept_until_it_finishes(store: St
         assert notifier.endings == [(job.id, "render_timeout")]
     finally:
         await provider.aclose()
+
+
+class RecordingSchedule(Schedule):
+    """The real schedule, noting what the job runner asked it: (age, progress, key, prior, delay given)."""
+
+    def __init__(self, settings: Settings, **kwargs: object) -> None:
+        super().__init__(settings, **kwargs)  # type: ignore[arg-type]
+        self.asked: list[tuple[float, int | None, RenderKey, tuple[float, float], float]] = []
+
+    def next_delay(self, key: RenderKey, prior: tuple[float, float], elapsed: float, *,
+                   progress: int | None = None, poll_after: float | None = None) -> float:
+        delay = super().next_delay(key, prior, elapsed, progress=progress, poll_after=poll_after)
+        self.asked.append((elapsed, progress, key, prior, delay))
+        return delay
+
+
+async def test_openai_progress_reaches_the_schedule_and_moves_the_next_look(store: Store, fake: FakeProviders,
+                                                                            tmp_path: Path) -> None:
+    """Through the real OpenAI adapter against the fake (`in_progress`, progress 50): the look is placed
+    by the end the progress implies (about twice the age), not by the distribution alone."""
+    settings = Settings(openai_base_url=f"{fake.base}/openai/v1", openai_api_key=OPENAI_KEY,
+                        video_dir=tmp_path / "v", provider_timeout_seconds=2.0)
+    clock = Clock()
+    provider = OpenAIVideosProvider(settings)
+    schedule = RecordingSchedule(settings, rng=random.Random(3), clock=clock)
+    runner = JobRunner(store, ProviderRegistry(settings, instances={"openai": provider}), settings,
+                       notifier=RecordingNotifier(), secrets=SecretBox("k" * 32), clock=clock, owner="w1",
+                       schedule=schedule)
+    fake.steps = 10**9  # in_progress at 50 %, forever
+    request = parse_request("sora", prompt="a fox", duration=4)
+    [job] = await store.jobs.create([NewJob(user_id=1, model="sora", provider="openai",
+                                            request_json=request.model_dump_json(), price=10)], now=clock.now)
+    try:
+        for _ in range(30):  # queued (0 %) first, then running at 50 %
+            if len([a for a in schedule.asked if a[1] == 50]) >= 2:
+                break
+            for claimed in await store.jobs.claim_due("w1", lease_seconds=300, now=clock.now):
+                await runner.step(claimed)
+            current = await store.jobs.get(job.id)
+            assert current is not None and current.state in (JobState.SUBMITTED, JobState.RUNNING)
+            clock.now = current.next_run_at
+    finally:
+        await provider.aclose()
+    assert current.progress == 50 and len([a for a in schedule.asked if a[1] == 50]) >= 2
+    for age, progress, key, prior, delay in [a for a in schedule.asked if a[1] == 50]:
+        assert progress == 50 and key.provider == "openai"
+        guided, plain = schedule.gap(key, prior, age, progress=50), schedule.gap(key, prior, age)
+        assert abs(guided - plain) > 0.2 * plain  # the progress changed the plan ...
+        assert guided * (1 - JITTER) - 1e-6 <= delay <= guided * (1 + JITTER) + 1e-6  # ... and the look
+        end = 2 * age  # 50 % after `age`
+        assert age + delay <= end * (1 + PROGRESS_SPREAD)  # looked at before the implied end's window closes
 
 
 def test_max_render_minutes_must_be_positive() -> None:
