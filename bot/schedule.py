@@ -13,17 +13,26 @@ The rule: from the current age `t` of a running job, the next gap `g` solves
     g * P(t < T <= t + g | T > t) = D
 
 which is the square-root law of optimal inspection (gap ~ sqrt(D / hazard)): looks gather where
-completions happen and thin out where they do not. `D` is chosen from a target mean delay and the
-spread of the distribution. Bounds: a gap never exceeds half of max(age, median) (so a render that
-runs outside everything observed is still found within a bounded fraction of its wait), nor
-`MAX_GAP`; never goes under `MIN_GAP`; a short early look catches fast finishes and early
-failures while the distribution cannot rule them out. Jitter spreads 10,000 jobs apart.
+completions happen and thin out where they do not. `D` is chosen per key (`choose_target`): the
+looks it places are evaluated exactly on the key's own recent renders, against polling every
+10 s, so that requests and delay use the same share of their budgets (0.3x the requests, 1.1x the
+delay), corrected by the delay the key's renders really had (half of each one's last gap). The
+distribution is a mix of uniform kernels: each observation (widened where observations are sparse,
+so a hole never becomes a long gap where renders do finish), the typical window and the provider's
+other models (both fading as the key's own renders accumulate), and a thin "surprise" everywhere
+with a tail (survival ~ 1/sqrt(age)) past everything seen. Bounds: a gap never exceeds half of
+max(age, median) (so a render that runs outside everything observed is still found within a
+bounded fraction of its wait), nor `MAX_GAP`; never goes under `MIN_GAP`; a short early look
+catches fast finishes while nothing rules them out (no render of the key seen yet, or some seen
+done that early). Jitter spreads 10,000 jobs apart. bench/polling.py measures all this, and
+bench/bound.py what no schedule can beat.
 
 Provider hints win: `Retry-After`/poll-after is a floor; a progress percentage (OpenAI's
-`progress`, Replicate's logs) estimates the remaining time; a provider whose webhooks arrive is
-looked at rarely, as the webhook nudges the job (recorded in the store, so workers that never see a
-callback themselves learn it from the gateway that receives them). Every prior and bound is in model seconds and
-multiplied by `POLL_TIME_SCALE`; observations are stored in model seconds (wall / scale).
+`progress`, Replicate's logs) says roughly when the render ends, and the look is placed by the
+same law inside that window; a provider whose webhooks arrive is looked at rarely, as the webhook
+nudges the job (recorded in the store, so workers that never see a callback themselves learn it
+from the gateway that receives them). Every prior and bound is in model seconds and multiplied by
+`POLL_TIME_SCALE`; observations are stored in model seconds (wall / scale).
 """
 
 from __future__ import annotations
