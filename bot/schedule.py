@@ -68,7 +68,9 @@ FEEDBACK_MIN, FEEDBACK_RECENT = 6, 16  # renders of a key before (and over which
 FEEDBACK_RANGE = (0.8, 1.5)  # how far the measured delay may correct a plan
 NEIGHBOURS = 3  # an observation is spread over at least the distance to its 3rd-nearest (see _widen_sparse)
 FADE_AFTER = 2.0  # the prior's and borrowed weight halve once the key's own renders weigh this much
-RETARGET_EVERY = 4  # a key's look target is chosen again after this many of its renders finished
+RETARGET_EVERY = 4  # a key's look target is chosen again after this many of its renders finished ...
+RETARGET_SECONDS = 30.0  # ... at most this often (wall seconds: choosing costs ~20-40 ms of CPU)
+FAMILY_REFRESH = 8  # a key's distribution is rebuilt after this many renders of its provider's other models
 MIN_GAP = 2.0  # model seconds
 MAX_GAP = 600.0  # model seconds
 CAP_FRACTION = 0.5  # a gap is at most half of max(age, median render time)
@@ -196,9 +198,9 @@ class Schedule:
         self.clock = clock
         self.keys: dict[RenderKey, RenderTimes] = {}
         self.families: dict[str, RenderTimes] = {}  # per provider: render time / prior midpoint
-        self._cache: dict[tuple[RenderKey, tuple[float, float]], tuple[int, Distribution]] = {}
+        self._cache: dict[tuple[RenderKey, tuple[float, float]], tuple[tuple[int, int], Distribution]] = {}
         self._version = 0
-        self._targets: dict[RenderKey, tuple[tuple[int, int, int], float]] = {}
+        self._targets: dict[RenderKey, tuple[tuple[int, int, float], float]] = {}
         self._webhooks: dict[str, float] = {}
         self._webhooks_read_at = -math.inf
         self._webhooks_reading: asyncio.Task[None] | None = None
@@ -232,8 +234,12 @@ class Schedule:
 
     def distribution(self, key: RenderKey, prior: tuple[float, float]) -> Distribution:
         """Render times of `key` in model seconds: its own observations, its provider's, the prior."""
+        # Rebuilt when this key learned something, or its provider's other models did a few times
+        # over: with thousands of renders finishing, a rebuild per key per render anywhere is waste.
+        own, family = self.keys.get(key), self.families.get(key.provider)
+        version = (own.added if own else 0, (family.added if family else 0) // FAMILY_REFRESH)
         cached = self._cache.get((key, prior))
-        if cached is not None and cached[0] == self._version:
+        if cached is not None and cached[0] == version:
             return cached[1]
         low, high = prior[0], max(prior[1], prior[0] + 1.0)
         own = self.keys.get(key)
@@ -262,7 +268,7 @@ class Schedule:
         total = sum(w for _, _, w in own_parts)
         if not own_parts or sum(w for _, b, w in own_parts if b <= 2 * early) >= EARLY_MASS * total:
             dist.early = early
-        self._cache[(key, prior)] = (self._version, dist)
+        self._cache[(key, prior)] = (version, dist)
         return dist
 
     @staticmethod
@@ -423,11 +429,15 @@ class Schedule:
         if dist.look_target is not None:
             return dist.look_target
         own = self.keys.get(key)
-        seen = (len(own.observed) if own else 0, own.added if own else 0, self._version)
+        seen = (own.added if own else 0, self._version, self.clock())
         kept = self._targets.get(key)
-        if kept is not None and seen[1] - kept[0][1] < RETARGET_EVERY and seen[2] - kept[0][2] < 5 * RETARGET_EVERY:
-            dist.look_target = kept[1]
-            return kept[1]
+        if kept is not None:
+            learned = seen[0] - kept[0][0]
+            borrowed = seen[1] - kept[0][1]  # while the key has few renders, the provider's teach it
+            fresh = learned < RETARGET_EVERY and (seen[0] >= FEEDBACK_MIN or borrowed < RETARGET_EVERY)
+            if fresh or seen[2] - kept[0][2] < RETARGET_SECONDS:
+                dist.look_target = kept[1]
+                return kept[1]
         own_dist = self._own(key)
         dist.look_target = self.choose_target(dist, self._delay_factor(key, dist, kept[1] if kept else None),
                                               truth=own_dist)
