@@ -435,7 +435,8 @@ class Schedule:
             learned = seen[0] - kept[0][0]
             borrowed = seen[1] - kept[0][1]  # while the key has few renders, the provider's teach it
             fresh = learned < RETARGET_EVERY and (seen[0] >= FEEDBACK_MIN or borrowed < RETARGET_EVERY)
-            if fresh or seen[2] - kept[0][2] < RETARGET_SECONDS:
+            settled = kept[0][0] >= FEEDBACK_MIN  # early on, a target from the prior must not outlive the throttle
+            if fresh or (settled and seen[2] - kept[0][2] < RETARGET_SECONDS):
                 dist.look_target = kept[1]
                 return kept[1]
         own_dist = self._own(key)
