@@ -166,6 +166,12 @@ class Posted:
     async def card(self, job: Any, *, pair: Any = None) -> None:
         return None
 
+    async def retire(self, job: Any, *, pair: Any = None) -> None:
+        return None
+
+    async def confirm_ack(self, job: Any) -> int | None:
+        return None
+
 
 def workload(draw: Draw, jobs: int, seed: int) -> list[tuple[AnyRequest, float]]:
     rng = random.Random(seed)
@@ -210,6 +216,9 @@ async def run(jobs: list[tuple[AnyRequest, float]], interval: float | None,
             claimed = await store.jobs.claim_due("bench", lease_seconds=settings.lease_seconds,
                                                  limit=settings.max_parallel_jobs, now=clock.now)
             await asyncio.gather(*(runner.step(job) for job in claimed))
+            # ... and the owed notices (the outbox: cards and endings), which are due times too.
+            rows = await store.jobs.claim_outbox("bench", lease_seconds=settings.lease_seconds, now=clock.now)
+            await asyncio.gather(*(runner.outbox(row) for row in rows))
     finally:
         await runner.close()
         await store.close()
