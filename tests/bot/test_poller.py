@@ -15,19 +15,13 @@ from bot.providers.registry import ProviderRegistry
 from bot.requests import parse_request
 from bot.runner import Delivered, JobRunner
 from storage import Job, JobState, LedgerKind, NewJob, Store
-from tests.bot.test_runner import Clock, RecordingNotifier, ScriptedProvider, make_job, step
+from tests.bot.test_runner import Clock, RecordingNotifier, ScriptedProvider, build_runner, make_job, step
 
 
 @pytest.fixture
 def parts(store: Store, tmp_path: Path):  # type: ignore[no-untyped-def]
-    settings = Settings(video_dir=tmp_path / "videos", poll_time_scale=1.0, database_path=tmp_path / "db.sqlite3")
-    provider = ScriptedProvider()
-    registry = ProviderRegistry(settings, instances={"scripted": provider})
-    notifier = RecordingNotifier()
-    clock = Clock()
-    runner = JobRunner(store, registry, settings, notifier=notifier, secrets=SecretBox("k" * 32), clock=clock,
-                       owner="w1")
-    return Poller(store, runner, settings), provider, notifier, clock
+    runner, provider, notifier, clock = build_runner(store, tmp_path)
+    return Poller(store, runner, runner.settings), provider, notifier, clock
 
 
 async def test_restart_resumes_own_leases_immediately(store: Store, parts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

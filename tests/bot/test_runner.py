@@ -128,8 +128,8 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def parts(store: Store, tmp_path: Path):  # type: ignore[no-untyped-def]
+def build_runner(store: Store, tmp_path: Path) -> tuple[JobRunner, ScriptedProvider, RecordingNotifier, Clock]:
+    """A runner over the real store with a scripted provider, a recording notifier and a hand-moved clock."""
     settings = Settings(video_dir=tmp_path / "videos", poll_time_scale=1.0, database_path=tmp_path / "db.sqlite3")
     provider = ScriptedProvider()
     registry = ProviderRegistry(settings, instances={"scripted": provider})
@@ -138,6 +138,11 @@ def parts(store: Store, tmp_path: Path):  # type: ignore[no-untyped-def]
     runner = JobRunner(store, registry, settings, notifier=notifier, secrets=SecretBox("k" * 32), clock=clock,
                        owner="w1")
     return runner, provider, notifier, clock
+
+
+@pytest.fixture
+def parts(store: Store, tmp_path: Path):  # type: ignore[no-untyped-def]
+    return build_runner(store, tmp_path)
 
 
 async def make_job(store: Store, clock: Clock, price: int = 10) -> int:
