@@ -47,6 +47,7 @@ from bot.requests import AnyRequest, parse_request
 from bot.runner import Delivered, JobRunner
 from bot.schedule import RenderKey, Schedule
 from storage import CreditPolicy, NewJob, Store
+from tests.notifiers import QuietNotifier
 
 JOBS = 200
 LEARNED_AFTER = 50
@@ -146,7 +147,7 @@ class TimedProvider(VideoProvider):
         return 1
 
 
-class Posted:
+class Posted(QuietNotifier):
     """The Discord side: when each job was posted, relative to when it was ready."""
 
     def __init__(self, provider: TimedProvider) -> None:
@@ -156,21 +157,6 @@ class Posted:
     async def deliver(self, job: Any, *, pair: Any = None) -> Delivered:
         self.delays[job.id] = self.provider.clock() - self.provider.ready[job.provider_job_id]
         return Delivered(job.id, 1)
-
-    async def progress(self, job: Any, status: Any, *, pair: Any = None) -> bool:
-        return False
-
-    async def ended(self, job: Any, **route: Any) -> None:
-        return None
-
-    async def card(self, job: Any, *, pair: Any = None) -> None:
-        return None
-
-    async def retire(self, job: Any, *, pair: Any = None) -> None:
-        return None
-
-    async def confirm_ack(self, job: Any) -> int | None:
-        return None
 
 
 def workload(draw: Draw, jobs: int, seed: int) -> list[tuple[AnyRequest, float]]:

@@ -103,7 +103,8 @@ class VideoBot(commands.Bot):
             await self.store.on_new_jobs(self.poller.wake)  # other processes' new jobs (PostgreSQL)
             self.poller.start()
             self._retention = asyncio.create_task(retention.run_forever(self.store, settings.keep_videos_hours,
-                                                                        settings.video_dir / "refs"),
+                                                                        settings.video_dir / "refs",
+                                                                        settings.prepared_dir),
                                                   name="retention")
         self.web: WebServer | None = None
         if settings.web_enabled:

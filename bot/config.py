@@ -248,6 +248,12 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def prepared_dir(self) -> Path:
+        """Scratch copies made postable (remuxed, re-encoded, blind clips): delivery and /job show write there,
+        retention sweeps what a killed process left."""
+        return self.video_dir / "prepared"
+
+    @property
     def database_location(self) -> Path | str:
         """Where storage lives: the PostgreSQL URL when set, else the SQLite file."""
         return self.database_url or self.database_path

@@ -82,7 +82,7 @@ class Delivery:
         self.links = VideoLinks(secrets.subkey("video-links"), settings.public_base_url, settings.video_link_hours,
                                 clock)
         self.encoder = media.Encoder(settings.media_parallel_encodes)
-        self.prepared_dir = settings.video_dir / "prepared"
+        self.prepared_dir = settings.prepared_dir
 
     # -- helpers -------------------------------------------------------------------------------
 

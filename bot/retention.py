@@ -86,7 +86,8 @@ async def sweep(store: Store, keep_hours: float, *, now: float | None = None, re
     return removed
 
 
-async def run_forever(store: Store, keep_hours: float, refs_dir: Path | None = None) -> None:
+async def run_forever(store: Store, keep_hours: float, refs_dir: Path | None = None,
+                      prepared_dir: Path | None = None) -> None:
     while True:
         try:
             count = await sweep(store, keep_hours, refs_dir=refs_dir)
@@ -94,7 +95,7 @@ async def run_forever(store: Store, keep_hours: float, refs_dir: Path | None = N
                 log.info("retention: removed %d delivered videos", count)
             if refs_dir is not None and (orphans := await sweep_orphans(store, refs_dir.parent)):
                 log.info("retention: removed %d files of canceled or unknown jobs", orphans)
-            if refs_dir is not None and (left := await sweep_prepared(refs_dir.parent / "prepared")):
+            if prepared_dir is not None and (left := await sweep_prepared(prepared_dir)):
                 log.info("retention: removed %d prepared uploads left by an interrupted delivery", left)
         except Exception:
             log.exception("retention sweep failed; will try again")

@@ -132,7 +132,7 @@ class VideoService:
         # neither mint other links nor run encodes past MEDIA_PARALLEL_ENCODES.
         self.links = links
         self.encoder = encoder or media.Encoder(settings.media_parallel_encodes)
-        self.prepared_dir = settings.video_dir / "prepared"
+        self.prepared_dir = settings.prepared_dir
         # Credits bought in Discord. One per process: it holds the subscriber cache that the ledger's daily
         # grant reads (store.policy.subscriber_daily), so the Store cog must not build its own.
         self.purchases = Purchases(store.ledger, settings.credit_pack_map(), settings.subscription_map(),

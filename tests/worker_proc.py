@@ -21,6 +21,7 @@ from bot.providers.base import JobContext, ProviderState, StatusResult, VideoPro
 from bot.providers.registry import ProviderRegistry
 from bot.runner import Delivered, JobRunner
 from storage import CreditPolicy, Store
+from tests.notifiers import QuietNotifier
 
 
 class InstantProvider(VideoProvider):
@@ -50,7 +51,7 @@ class InstantProvider(VideoProvider):
         return 1
 
 
-class LogNotifier:
+class LogNotifier(QuietNotifier):
     def __init__(self, log: Path) -> None:
         self.log = log
 
@@ -58,21 +59,6 @@ class LogNotifier:
         with self.log.open("a") as handle:
             handle.write(f"{job.id}\n")
         return Delivered(job.id, 1)
-
-    async def progress(self, job: Any, status: Any, *, pair: Any = None) -> bool:
-        return False
-
-    async def ended(self, job: Any, **route: Any) -> int | None:
-        return None
-
-    async def card(self, job: Any, *, pair: Any = None) -> None:
-        return None
-
-    async def retire(self, job: Any, *, pair: Any = None) -> None:
-        return None
-
-    async def confirm_ack(self, job: Any) -> int | None:
-        return None
 
 
 async def main() -> None:

@@ -11,21 +11,14 @@ from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.delivery import PROGRESS_EVERY, Delivery
 from bot.providers.base import ProviderState, StatusResult
-from storage import JobState, NewJob, Store
-
-
-class NoDiscord:
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"Discord was used directly ({name})")
+from storage import JobState, Store
+from tests.bot.test_delivery_ack import NoDiscord, webhook_only_job
 
 
 async def test_the_last_edit_before_the_token_ends_is_taken_and_says_dm(store: Store, tmp_path: Path) -> None:
     secrets = SecretBox("k" * 32)
     now = time.time()
-    [job] = await store.jobs.create([NewJob(
-        user_id=1, model="kling", provider="simulated", request_json='{"prompt": "x"}', price=0, channel_id=9,
-        guild_installed=False, application_id=77, interaction_token=secrets.encrypt_text("tok"),
-        token_expires_at=now + 400)], now=now)
+    job = await webhook_only_job(store, secrets, now, token_left=400)
     await store.jobs.acknowledge([job.id], now=now, card_message_id=5)
     job = await store.jobs.get(job.id)
     assert job is not None
