@@ -102,11 +102,28 @@ class StatusResult:
     poll_after: float | None = None  # provider's own hint, in seconds
 
 
+@dataclass(frozen=True)
+class SweepResult:
+    """One listing of the account's recent tasks: what each one is doing, and how far back it reached.
+
+    Why: one list request answers for up to a page of renders, so while several are in flight a sweep
+    every few seconds costs a fraction of looking at each, and finds every finished one just as soon
+    (bot/sweep.py). `reaches_back_to` bounds what the absence of a task means: every task of the
+    account created at or after it is in `states` (a task created earlier may simply be on a page
+    that was not read).
+    """
+
+    states: dict[str, StatusResult]  # provider task id -> state (progress when the list carries it; no URL needed)
+    reaches_back_to: float  # epoch seconds
+    pages: int = 1  # list requests it took
+
+
 class VideoProvider(abc.ABC):
     """A place that turns a validated request into an MP4."""
 
     name: str = "provider"
     can_cancel: bool = False  # can this provider really stop a render (a cancel it confirms is refunded)?
+    can_sweep: bool = False  # does it list the account's tasks with their states (see `sweep`)?
 
     def model_id(self, request: AnyRequest) -> str:
         """The provider's model id for this request (configuration, shown in errors)."""
@@ -152,6 +169,15 @@ class VideoProvider(abc.ABC):
         submitting (and paying) again. Raises ProviderError when the provider cannot be asked now.
         """
         return []
+
+    async def sweep(self, since: float, *, max_pages: int) -> SweepResult:
+        """The states of the operator account's tasks created since `since` (epoch seconds), newest first.
+
+        Only for providers with `can_sweep`: the list endpoint read a page at a time until a task older
+        than `since` (or the last page), at most `max_pages` pages. Tasks run with a user's own key are
+        in that user's account, not here. Raises ProviderError when the provider cannot be asked now.
+        """
+        raise NotImplementedError(f"{self.name} cannot list its tasks")
 
     async def verify_key(self, api_key: SecretStr) -> bool:
         """Check a user's own key with one cheap call; providers without keys accept any."""
