@@ -22,7 +22,8 @@ takes only the CPU the real steps take; POLL_TIME_SCALE stays 1 (model seconds =
 Targets (issue 15): every row polls <= 0.5x and mean delay <= 1.5x fixed 10 s; after the first
 50 jobs (learned) <= 0.35x and <= 1.2x.
 
-`python -m bench.polling` (all rows); `python -m bench.polling quick` (two rows, 80 jobs).
+`python -m bench.polling` (all rows); `python -m bench.polling quick` (two rows, 80 jobs);
+`python -m bench.polling bimodal heavy` (the rows whose name contains a word given).
 """
 
 from __future__ import annotations
@@ -246,7 +247,7 @@ def ratios(calls: list[int], delays: list[float], fixed_calls: list[int], fixed_
     return mean(calls[part]) / mean(fixed_calls[part]), mean(delays[part]) / mean(fixed_delays[part])
 
 
-async def main(quick: bool = False) -> None:
+async def main(quick: bool = False, only: list[str] | None = None) -> None:
     started = time.perf_counter()
     jobs_per_row = 80 if quick else JOBS
     rows: list[list[object]] = []
@@ -261,7 +262,7 @@ async def main(quick: bool = False) -> None:
                      f"{p_all:.2f}x", f"{d_all:.2f}x", f"{p_l:.2f}x / {d_l:.2f}x"])
 
     for index, (name, draw) in enumerate(MODELS.items()):
-        if quick and index not in (0, 4):
+        if (quick and index not in (0, 4)) or (only and not any(word in name for word in only)):
             continue
         jobs = workload(draw, jobs_per_row, seed=index + 1)
         ours_calls, ours_delay = await run(jobs, None, seed=index)
@@ -302,4 +303,5 @@ def _verdict(polls: float, delay: float, max_polls: float, max_delay: float) -> 
 
 
 if __name__ == "__main__":
-    asyncio.run(main(quick="quick" in sys.argv[1:]))
+    words = [word for word in sys.argv[1:] if word != "quick"]
+    asyncio.run(main(quick="quick" in sys.argv[1:], only=words or None))
