@@ -42,11 +42,12 @@ from bench.bound import Grid, frontier
 from bench.common import mean, percentile, table
 from bot.config import Settings
 from bot.crypto import SecretBox
-from bot.providers.base import JobContext, ProviderState, StatusResult, VideoProvider
+from bot.providers.base import JobContext, ProviderState, StatusResult, SweepResult, VideoProvider
 from bot.providers.registry import ProviderRegistry
 from bot.requests import AnyRequest, parse_request
 from bot.runner import Delivered, JobRunner
 from bot.schedule import RenderKey, Schedule
+from bot.sweep import Sweeper
 from storage import CreditPolicy, NewJob, Store
 from tests.notifiers import QuietNotifier
 
@@ -114,8 +115,11 @@ class TimedProvider(VideoProvider):
     """
 
     name = "timed"
+    PAGE = 100
 
-    def __init__(self, finish_times: list[float], clock: Clock, *, progress: bool = False, seed: int = 0) -> None:
+    def __init__(self, finish_times: list[float], clock: Clock, *, progress: bool = False, seed: int = 0,
+                 lists: bool = False) -> None:
+        self.can_sweep = lists
         self.finish_times = finish_times
         self.clock = clock
         self.progress = progress
@@ -123,7 +127,8 @@ class TimedProvider(VideoProvider):
         self.started: dict[str, float] = {}
         self.ready: dict[str, float] = {}
         self.rate: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
+        self.calls: dict[str, float] = {}
+        self.looked_done: set[str] = set()  # tasks the bot has seen finished (a sweep no longer answers for them)
 
     async def submit(self, ctx: JobContext) -> str:
         task = f"t{ctx.job_id}"
@@ -135,6 +140,26 @@ class TimedProvider(VideoProvider):
 
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
         self.calls[provider_job_id] += 1
+        if self.clock() >= self.ready[provider_job_id]:
+            self.looked_done.add(provider_job_id)
+        return self._state(provider_job_id)
+
+    async def sweep(self, since: float, *, max_pages: int) -> SweepResult:
+        """The list endpoint, as Replicate's: every task created since `since`, newest first, 100 a page.
+
+        Its requests are shared out among the tasks it answers for (those the bot has not yet seen
+        finish), so "polls per job" counts a job's own looks plus its share of the sweeps.
+        """
+        listed = [task for task, started in self.started.items() if started >= since]
+        pages = min(max(1, math.ceil(len(listed) / self.PAGE)), max_pages)
+        listed = sorted(listed, key=self.started.__getitem__, reverse=True)[:pages * self.PAGE]
+        open_tasks = [task for task in listed if task not in self.looked_done]
+        for task in open_tasks:
+            self.calls[task] += pages / len(open_tasks)
+        reaches = since if len(listed) < pages * self.PAGE else min(self.started[t] for t in listed)
+        return SweepResult({task: self._state(task) for task in listed}, reaches, pages)
+
+    def _state(self, provider_job_id: str) -> StatusResult:
         if self.clock() >= self.ready[provider_job_id]:
             return StatusResult(ProviderState.SUCCEEDED, result_url="file:///dev/null")
         if not self.progress:
@@ -172,28 +197,33 @@ def workload(draw: Draw, jobs: int, seed: int) -> list[tuple[AnyRequest, float]]
 
 
 async def run(jobs: list[tuple[AnyRequest, float]], interval: float | None,
-              seed: int, *, progress: bool = False) -> tuple[list[int], list[float]]:
+              seed: int, *, progress: bool = False, lists: bool = False) -> tuple[list[float], list[float]]:
     """Run the real poller's steps over `jobs`: status calls and ready->posted delay per job."""
     folder = Path(tempfile.mkdtemp(prefix="bench-poll-"))
     settings = Settings(database_path=folder / "db.sqlite3", video_dir=folder / "v", poll_time_scale=1.0)
     store = await Store.open(settings.database_path, CreditPolicy(start_balance=10**9, max_concurrent_jobs=10**6))
     clock = Clock()
-    provider = TimedProvider([finish for _, finish in jobs], clock, progress=progress, seed=seed)
+    provider = TimedProvider([finish for _, finish in jobs], clock, progress=progress, seed=seed, lists=lists)
     posted = Posted(provider)
     schedule = (Schedule(settings, store.render_times, rng=random.Random(seed), clock=clock) if interval is None
                 else FixedInterval(settings, interval))
     runner = JobRunner(store, ProviderRegistry(settings, instances={"timed": provider}), settings,
                        notifier=posted, secrets=SecretBox("b" * 32), owner="bench", clock=clock,
                        schedule=schedule)
+    sweeper = Sweeper(store, runner.providers, schedule, settings, clock=clock, wake=lambda: None)
     await schedule.load()
     start = clock.now
+    next_sweep = start
     arrivals = [start + n * ARRIVAL_GAP for n in range(len(jobs))]
     created = 0
     try:
         while len(posted.delays) < len(jobs):
             due = await store.jobs.next_due_at()
-            upcoming = [t for t in (due, arrivals[created] if created < len(jobs) else None) if t is not None]
+            upcoming = [t for t in (due, arrivals[created] if created < len(jobs) else None,
+                                    next_sweep if lists else None) if t is not None]
             clock.now = max(clock.now, min(upcoming))
+            if lists and clock.now >= next_sweep:  # as Poller._sweep_loop, beside the steps
+                next_sweep = clock.now + await sweeper.tick()
             while created < len(jobs) and arrivals[created] <= clock.now:
                 request = jobs[created][0]
                 await store.jobs.create([NewJob(user_id=created, model=request.model.value, provider="timed",
@@ -242,7 +272,7 @@ def bound_row(draw: Draw) -> tuple[float, float, float, float, float]:
     return fixed_polls, fixed_delay, polls_12, polls_15, delay_12
 
 
-def ratios(calls: list[int], delays: list[float], fixed_calls: list[int], fixed_delays: list[float],
+def ratios(calls: list[float], delays: list[float], fixed_calls: list[float], fixed_delays: list[float],
            part: slice = slice(None)) -> tuple[float, float]:
     return mean(calls[part]) / mean(fixed_calls[part]), mean(delays[part]) / mean(fixed_delays[part])
 
@@ -254,7 +284,7 @@ async def main(quick: bool = False, only: list[str] | None = None) -> None:
     verdicts: list[str] = []
     rest = slice(LEARNED_AFTER, None)
 
-    def add(name: str, label: str, calls: list[int], delays: list[float], fixed_calls: list[int],
+    def add(name: str, label: str, calls: list[float], delays: list[float], fixed_calls: list[float],
             fixed_delay: list[float]) -> None:
         p_all, d_all = ratios(calls, delays, fixed_calls, fixed_delay)
         p_l, d_l = ratios(calls, delays, fixed_calls, fixed_delay, rest)
@@ -265,13 +295,15 @@ async def main(quick: bool = False, only: list[str] | None = None) -> None:
         if (quick and index not in (0, 4)) or (only and not any(word in name for word in only)):
             continue
         jobs = workload(draw, jobs_per_row, seed=index + 1)
+        swept_calls, swept_delay = await run(jobs, None, seed=index, lists=True)
         ours_calls, ours_delay = await run(jobs, None, seed=index)
         fixed_calls, fixed_delay = await run(jobs, 10.0, seed=index)
         interval = equal_interval([finish for _, finish in jobs], mean(ours_calls))
         same_calls, same_delay = await run(jobs, interval, seed=index)
-        add(name, "ours", ours_calls, ours_delay, fixed_calls, fixed_delay)
+        add(name, "ours (list sweeps)", swept_calls, swept_delay, fixed_calls, fixed_delay)
+        add("", "ours, no list (Kling)", ours_calls, ours_delay, fixed_calls, fixed_delay)
         add("", "fixed 10 s", fixed_calls, fixed_delay, fixed_calls, fixed_delay)
-        add("", f"fixed {interval:.0f} s (same polls)", same_calls, same_delay, fixed_calls, fixed_delay)
+        add("", f"fixed {interval:.0f} s (polls of no list)", same_calls, same_delay, fixed_calls, fixed_delay)
         b_fixed, b_delay, b_12, b_15, b_d12 = bound_row(draw)
         rows.append(["", "bound: knows the distribution", f"{b_12 / b_fixed * mean(fixed_calls):.1f}",
                      f"{b_d12 / b_delay * mean(fixed_delay):.1f}", "-", f"{b_12 / b_fixed:.2f}x",
@@ -279,17 +311,21 @@ async def main(quick: bool = False, only: list[str] | None = None) -> None:
         progress_note = ""
         if name in WITH_PROGRESS:
             prog_calls, prog_delay = await run(jobs, None, seed=index, progress=True)
-            add("", "ours, with progress", prog_calls, prog_delay, fixed_calls, fixed_delay)
+            add("", "no list, with progress", prog_calls, prog_delay, fixed_calls, fixed_delay)
             pp_all, pd_all = ratios(prog_calls, prog_delay, fixed_calls, fixed_delay)
             pp_l, pd_l = ratios(prog_calls, prog_delay, fixed_calls, fixed_delay, rest)
             progress_note = (f"; with progress: all {_verdict(pp_all, pd_all, 0.5, 1.5)}, "
                              f"learned {_verdict(pp_l, pd_l, 0.35, 1.2)}")
+        s_all, sd_all = ratios(swept_calls, swept_delay, fixed_calls, fixed_delay)
+        s_l, sd_l = ratios(swept_calls, swept_delay, fixed_calls, fixed_delay, rest)
         p_all, d_all = ratios(ours_calls, ours_delay, fixed_calls, fixed_delay)
         p_l, d_l = ratios(ours_calls, ours_delay, fixed_calls, fixed_delay, rest)
         feasible = (f"no schedule can ({b_12 / b_fixed:.2f}x polls at 1.2x)" if b_12 / b_fixed > 0.35
                     else f"a schedule could ({b_12 / b_fixed:.2f}x polls at 1.2x)")
-        verdicts.append(f"  {name}: all jobs {_verdict(p_all, d_all, 0.5, 1.5)} <=0.5x/<=1.5x; learned "
-                        f"{_verdict(p_l, d_l, 0.35, 1.2)} <=0.35x/<=1.2x, {feasible}{progress_note}")
+        verdicts.append(f"  {name}: list sweeps: all {_verdict(s_all, sd_all, 0.5, 1.5)}, learned "
+                        f"{_verdict(s_l, sd_l, 0.35, 1.2)}; no list: all {_verdict(p_all, d_all, 0.5, 1.5)}"
+                        f" <=0.5x/<=1.5x, learned {_verdict(p_l, d_l, 0.35, 1.2)} <=0.35x/<=1.2x, "
+                        f"{feasible}{progress_note}")
     table(f"Polling, real poller, {jobs_per_row} jobs per finish-time model (Kling/Sora mix), seconds",
           ["finish times", "policy", "polls/job", "mean delay", "p95 delay", "polls vs 10 s",
            "delay vs 10 s",

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     max_render_minutes: float = Field(default=60.0, gt=0)  # a render still running after this is canceled
     max_parallel_jobs: int = Field(default=16, ge=1)
     max_job_steps_per_second: float = Field(default=50.0, gt=0)  # status polls, submits, downloads started
+    # List sweeps (bot/sweep.py): with at least SWEEP_MIN_JOBS renders in flight at a provider that lists
+    # its tasks, one list request every SWEEP_SECONDS (x POLL_TIME_SCALE) answers for them all; 0 = off.
+    sweep_seconds: float = Field(default=8.0, ge=0)
+    sweep_min_jobs: int = Field(default=3, ge=1)
+    sweep_max_pages: int = Field(default=20, ge=1)  # 100 tasks a page; older renders are polled one by one
 
     # Credits
     start_balance: int = Field(default=100, ge=0)

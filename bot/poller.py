@@ -29,6 +29,7 @@ from bot.runner import (
     Notifier as Notifier,
     retry_delay as retry_delay,
 )
+from bot.sweep import Sweeper
 from storage import IllegalTransition, Job, JobNotFound, JobState, LeaseLost, OutboxRow, Store
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class Poller:
         self._running: set[asyncio.Task[None]] = set()
         self._active: set[int] = set()  # job ids this process is running a step of (never claimed again)
         self._loop_task: asyncio.Task[None] | None = None
+        self.sweeper = Sweeper(store, runner.providers, self.schedule, settings, clock=self.clock, wake=self.wake)
+        self._sweep_task: asyncio.Task[None] | None = None
         self.iterations = 0
 
     # -- loop ----------------------------------------------------------------------------------
@@ -126,13 +129,16 @@ class Poller:
     def start(self) -> asyncio.Task[None]:
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.create_task(self.run(), name="job-poller")
+        if self.sweeper.enabled and (self._sweep_task is None or self._sweep_task.done()):
+            self._sweep_task = asyncio.create_task(self._sweep_loop(), name="job-sweeps")
         return self._loop_task
 
     async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        for loop_task in (self._loop_task, self._sweep_task):
+            if loop_task is not None:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
         for task in list(self._running):
             task.cancel()
         if self._running:
@@ -155,6 +161,18 @@ class Poller:
             except Exception:
                 log.exception("poller iteration failed; continuing")
                 await asyncio.sleep(1.0)
+
+    async def _sweep_loop(self) -> None:
+        """List sweeps (bot/sweep.py) beside the loop: a slow list request never delays due steps."""
+        while True:
+            try:
+                wait = await self.sweeper.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed; continuing")
+                wait = self.sweeper.every
+            await asyncio.sleep(wait)
 
     async def _tick(self) -> None:
         self.iterations += 1

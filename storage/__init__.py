@@ -20,6 +20,7 @@ from storage.models import (
     OutboxRow,
     SettingsChange,
     StorageError,
+    SweepTarget,
 )
 from storage.store import Store
 
@@ -44,4 +45,5 @@ __all__ = [
     "SettingsChange",
     "StorageError",
     "Store",
+    "SweepTarget",
 ]

@@ -37,6 +37,7 @@ from storage.models import (
     MemberDailyCap,
     NewJob,
     OutboxRow,
+    SweepTarget,
 )
 
 log = logging.getLogger(__name__)
@@ -231,6 +232,37 @@ class JobStore:
             "SELECT * FROM jobs WHERE provider = ? AND provider_job_id = ?", (provider, provider_job_id)
         )
         return Job.from_row(row) if row else None
+
+    async def sweep_targets(self) -> list[SweepTarget]:
+        """Renders a list sweep can answer for: submitted or running, with a task id, on the operator's
+        account (a job run with its user's own key is in that user's account). Only the columns a sweep
+        needs: with 10,000 renders in flight this runs every few seconds."""
+        rows = await self.db.fetchall(
+            "SELECT id, provider, provider_job_id, state, progress, COALESCE(submitted_at, created_at) FROM jobs"
+            " WHERE state IN (?, ?) AND provider_job_id IS NOT NULL AND uses_own_key = 0",
+            (JobState.SUBMITTED.value, JobState.RUNNING.value))
+        return [SweepTarget(int(row[0]), str(row[1]), str(row[2]), JobState(row[3]),
+                            None if row[4] is None else int(row[4]), float(row[5])) for row in rows]
+
+    async def swept(self, *, running: Sequence[int], due: Sequence[int], defer_until: float, now: float) -> None:
+        """Apply a sweep: `running` renders were seen running at `now`, `due` ones need a look now.
+
+        Only scheduling changes, never a transition (the runner's look makes those): a render seen
+        running is not looked at before `defer_until` (the next sweeps answer for it), and `updated_at`
+        becomes its last look, which the schedule learns render times from. Leased rows are skipped: a
+        step is running on them and sets its own next look.
+        """
+        async with self.db.transaction() as conn:
+            for chunk in _chunks(running):
+                await conn.execute(
+                    f"UPDATE jobs SET next_run_at = CASE WHEN next_run_at < ? THEN ? ELSE next_run_at END,"
+                    f" updated_at = ? WHERE id IN ({', '.join('?' * len(chunk))}) AND state IN (?, ?)"
+                    " AND next_run_at IS NOT NULL AND lease_owner IS NULL",
+                    (defer_until, defer_until, now, *chunk, JobState.SUBMITTED.value, JobState.RUNNING.value))
+            for chunk in _chunks(due):
+                await conn.execute(
+                    f"UPDATE jobs SET next_run_at = ? WHERE id IN ({', '.join('?' * len(chunk))}) AND state IN (?, ?)"
+                    " AND next_run_at IS NOT NULL", (now, *chunk, JobState.SUBMITTED.value, JobState.RUNNING.value))
 
     async def next_due_at(self) -> float | None:
         """When the soonest job or outbox row becomes claimable (its run time, or its stale lease's expiry).
@@ -532,3 +564,9 @@ class JobStore:
     async def outbox_for_job(self, job_id: int) -> list[dict[str, Any]]:
         rows = await self.db.fetchall("SELECT * FROM outbox WHERE job_id = ? ORDER BY id", (job_id,))
         return [dict(row) for row in rows]
+
+
+def _chunks(ids: Sequence[int], size: int = 500) -> list[list[int]]:
+    """Bound each IN (...) list: SQLite and asyncpg both cap the number of parameters."""
+    ids = list(ids)
+    return [ids[start:start + size] for start in range(0, len(ids), size)]

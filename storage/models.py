@@ -229,6 +229,18 @@ class Job:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class SweepTarget:
+    """A render in flight, as a list sweep (bot/sweep.py) needs to see it."""
+
+    job_id: int
+    provider: str
+    provider_job_id: str
+    state: JobState
+    progress: int | None
+    submitted_at: float
+
+
 JOB_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Job))
 # Columns a worker may change through `JobStore.update`; identity and money are not among them.
 MUTABLE_JOB_COLUMNS = frozenset(

@@ -1,5 +1,6 @@
 """Observed render times (model seconds) per provider, model, duration and resolution, and when
-each provider's webhooks last arrived.
+each provider's webhooks last arrived, and
+when each provider was last swept (bot/sweep.py).
 
 Why persisted: the poller's schedule (bot/schedule.py) learns where renders really finish; a
 restart should not send it back to the priors. Only the newest `keep` rows per key are kept.
@@ -69,3 +70,16 @@ class RenderTimeStore:
         """provider -> when its last verified webhook arrived."""
         rows = await self.db.fetchall("SELECT provider, last_seen_at FROM webhook_health")
         return {str(row[0]): float(row[1]) for row in rows}
+
+    async def claim_sweep(self, provider: str, *, every: float, now: float | None = None) -> bool:
+        """Whether this process may sweep `provider` now: true for exactly one caller per `every` seconds.
+
+        The claim moves `swept_at` forward in one statement, so concurrent workers cannot both win it.
+        """
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            await conn.execute("INSERT INTO provider_sweeps (provider, swept_at) VALUES (?, ?)"
+                               " ON CONFLICT (provider) DO NOTHING", (provider, float(now) - float(every)))
+            changed = await conn.execute("UPDATE provider_sweeps SET swept_at = ? WHERE provider = ? AND swept_at <= ?",
+                                         (float(now), provider, float(now) - float(every)))
+        return bool(changed)
