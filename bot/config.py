@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     # its tasks, one list request every SWEEP_SECONDS (x POLL_TIME_SCALE) answers for them all; 0 = off.
     sweep_seconds: float = Field(default=8.0, ge=0)
     sweep_min_jobs: int = Field(default=3, ge=1)
-    sweep_max_pages: int = Field(default=20, ge=1)  # 100 tasks a page; older renders are polled one by one
+    sweep_max_pages: int = Field(default=50, ge=1)  # 100 tasks a page; older renders are polled one by one
 
     # Credits
     start_balance: int = Field(default=100, ge=0)
