@@ -13,15 +13,18 @@ Mapping decisions:
 - A failed prediction's free-text error is classified: policy words -> `content_policy`,
   "model … not found/deprecated/retired/shut down" -> `model_unavailable`, timeouts/out of memory
   -> `transient`, anything else `invalid_request`.
+- The list endpoint (`find`, `sweep`) is walked newest first with one loop (`_walk`). Its `next`
+  link is followed only on our own base URL: the token goes nowhere else.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
@@ -34,6 +37,7 @@ from bot.providers.base import (
     ProviderError,
     ProviderState,
     StatusResult,
+    SweepResult,
     VideoProvider,
     configured_model_id,
     data_uri,
@@ -66,11 +70,20 @@ FIND_MARGIN_SECONDS = 300.0  # clock skew between us and the provider when match
 FIND_MAX_PAGES = 10  # 1000 predictions back: far more than one submit window holds
 
 
+class Listing(NamedTuple):
+    """The predictions one walk down the list read, back to `since` (see `ReplicateProvider._walk`)."""
+
+    items: list[tuple[float | None, dict[str, Any]]]  # (created_at, item) newest first, none older than `since`
+    pages: int  # list requests made
+    reaches_back_to: float  # every prediction created at or after it is in `items`
+
+
 class ReplicateProvider(VideoProvider):
     """Both model families through Replicate's model-predictions API."""
 
     name = "replicate"
     can_cancel = True
+    can_sweep = True
 
     def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None,
                  base_url: str | None = None) -> None:
@@ -192,36 +205,72 @@ class ReplicateProvider(VideoProvider):
         model = self.model_id(ctx.request)
         expected = {k: v for k, v in self.build_input(ctx).items() if k != "openai_api_key"}
         marker = self._webhook(ctx) if ctx.request_key == request_key else None
+        listing = await self._walk(since, max_pages=FIND_MAX_PAGES, ctx=ctx)
         found: list[tuple[float, str]] = []
+        for created, item in listing.items:
+            if item.get("model") not in (None, model):
+                continue
+            full = item if "input" in item else await self._get_json(
+                f"{self.base}/v1/predictions/{quote(str(item['id']), safe='')}", ctx, "replicate lookup")
+            given = full.get("input") if isinstance(full.get("input"), dict) else {}
+            given = {k: v for k, v in given.items() if k != "openai_api_key"}
+            webhook = full.get("webhook")
+            keyed = isinstance(webhook, str) and "?key=" in webhook  # a marker decides alone
+            if (webhook == marker) if keyed else given == expected:
+                found.append((created or 0.0, str(item["id"])))
+        return [pid for _, pid in sorted(found)]
+
+    async def sweep(self, since: float, *, max_pages: int) -> SweepResult:
+        """Every prediction of the operator's account created since `since`, with its state.
+
+        One list request answers for a page of 100, so the poller asks this instead of polling each
+        render. States map as in `status` (an unknown one is `running`); progress comes from `logs`
+        when the list carries them. A succeeded prediction has no URL here: the poller looks at it
+        itself. Predictions run with a user's OpenAI key are still this account's, so they are listed.
+        """
+        listing = await self._walk(since, max_pages=max_pages, ctx=None)
+        states = {str(item["id"]): self._observe(item, None, model=_model_of(item), need_output=False)
+                  for _, item in listing.items}
+        return SweepResult(states=states, reaches_back_to=listing.reaches_back_to, pages=listing.pages)
+
+    async def _walk(self, since: float, *, max_pages: int, ctx: JobContext | None) -> Listing:
+        """Read `GET /v1/predictions` newest first, following `next`, until a prediction created before
+        `since`, the last page, or `max_pages` pages.
+
+        `reaches_back_to` is `since` when the walk got there (an older item, or no `next`); otherwise the
+        oldest created_at read (or the walk's start when none was dated): older predictions were not
+        seen. Items without a parsable created_at are kept (they count as seen).
+        """
+        started = time.time()
+        items: list[tuple[float | None, dict[str, Any]]] = []
+        oldest: float | None = None
+        pages = 0
         url: str | None = f"{self.base}/v1/predictions"
-        for _ in range(FIND_MAX_PAGES):
-            if url is None:
-                break
+        while url is not None and pages < max_pages:
             page = await self._get_json(url, ctx, "replicate list")
-            items = page.get("results") if isinstance(page.get("results"), list) else []
-            older = False
-            for item in items:
+            pages += 1
+            results = page.get("results")
+            reached = False
+            for item in results if isinstance(results, list) else []:
                 if not isinstance(item, dict) or not item.get("id"):
                     continue
                 created = _timestamp(item.get("created_at"))
                 if created is not None and created < since:
-                    older = True
+                    reached = True
                     break
-                if item.get("model") not in (None, model):
-                    continue
-                full = item if "input" in item else await self._get_json(
-                    f"{self.base}/v1/predictions/{item['id']}", ctx, "replicate lookup")
-                given = full.get("input") if isinstance(full.get("input"), dict) else {}
-                given = {k: v for k, v in given.items() if k != "openai_api_key"}
-                webhook = full.get("webhook")
-                keyed = isinstance(webhook, str) and "?key=" in webhook  # a marker decides alone
-                if (webhook == marker) if keyed else given == expected:
-                    found.append((created or 0.0, str(item["id"])))
+                if created is not None:
+                    oldest = created if oldest is None else min(oldest, created)
+                items.append((created, item))
             next_url = page.get("next")
-            url = None if older or not isinstance(next_url, str) or not next_url else next_url
-        return [pid for _, pid in sorted(found)]
+            if reached or not isinstance(next_url, str) or not next_url:
+                return Listing(items, pages, since)
+            if not next_url.startswith(self.base + "/"):  # the token goes to our own base URL only
+                log.warning("replicate: the list's next link leaves %s; stopped paging", self.base)
+                break
+            url = next_url
+        return Listing(items, pages, oldest if oldest is not None else max(since, started))
 
-    async def _get_json(self, url: str, ctx: JobContext, what: str) -> dict[str, Any]:
+    async def _get_json(self, url: str, ctx: JobContext | None, what: str) -> dict[str, Any]:
         async with transport_errors(what):
             response = await self.client.get(url, headers=self._headers())
         if response.status_code >= 400:
@@ -234,6 +283,15 @@ class ReplicateProvider(VideoProvider):
         if response.status_code >= 400:
             raise self._error(response, ctx, model=None)
         data = json_object(response, "replicate status")
+        return self._observe(data, ctx, model=self.model_id(ctx.request), need_output=True)
+
+    def _observe(self, data: dict[str, Any], ctx: JobContext | None, *, model: str | None,
+                 need_output: bool) -> StatusResult:
+        """One prediction object (from a poll or a list page) as a StatusResult.
+
+        `need_output`: a poll's success must carry the video URL (the poller downloads it next); a list's
+        need not (the poller polls that prediction before downloading).
+        """
         status = str(data.get("status", ""))
         state = STATES.get(status)
         if state is None:
@@ -245,20 +303,21 @@ class ReplicateProvider(VideoProvider):
             output = data.get("output")
             url = output[0] if isinstance(output, list) and output else output
             if not isinstance(url, str) or not url:
+                if not need_output:
+                    return StatusResult(state, progress=100)
                 raise ProviderError(ErrorKind.TRANSIENT, "replicate reported success without a video URL",
                                     provider_code="missing_output")
             return StatusResult(state, progress=100, result_url=url)
         if state is ProviderState.FAILED:
-            return StatusResult(state, error=self._failure(data, ctx))
+            return StatusResult(state, error=self._failure(data, ctx, model))
         progress = _progress_from_logs(data.get("logs")) if state is ProviderState.RUNNING else None
         return StatusResult(state, progress=progress)
 
-    def _failure(self, data: dict[str, Any], ctx: JobContext) -> ProviderError:
-        model = self.model_id(ctx.request)
+    def _failure(self, data: dict[str, Any], ctx: JobContext | None, model: str | None) -> ProviderError:
         message = redact(str(data.get("error") or "the prediction failed")[:500], self._secrets(ctx))
         kind = classify_text(message)
         if kind is ErrorKind.MODEL_UNAVAILABLE:
-            message = f"model {model} is not available on Replicate ({message})"
+            message = f"model {model or '(unknown)'} is not available on Replicate ({message})"
         return ProviderError(kind, message, model=model)
 
     async def fetch(self, result_url: str, dest: Path, ctx: JobContext, *, max_bytes: int) -> int:
@@ -280,14 +339,21 @@ class ReplicateProvider(VideoProvider):
             await self.client.aclose()
 
 
+def _model_of(item: dict[str, Any]) -> str | None:
+    """The `owner/name` a list item says it ran (failed items name it in their error)."""
+    model = item.get("model")
+    return model if isinstance(model, str) and model else None
+
+
 def _timestamp(value: Any) -> float | None:
     """Replicate's ISO 8601 times (`2026-11-27T17:00:00.123Z`) as unix seconds."""
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()  # a zoneless time is UTC, not ours
 
 
 def _progress_from_logs(logs: Any) -> int | None:

@@ -142,6 +142,9 @@ class FakeProviders:
         self.steps = 2  # status polls before a task finishes
         self.openai_poll_after_ms = 100  # the hint header on OpenAI video polls (small: e2e runs on a fast clock)
         self.page_size = 100  # list endpoints' page size (a test makes it small to exercise paging)
+        # Replicate's list items carry neither `logs` nor `error` in what PROVIDERS.md confirms; a test sets
+        # this to play a service whose items do (the sweep then reads progress and failures from them).
+        self.replicate_list_detail = False
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._ids = 0
@@ -331,13 +334,18 @@ class FakeProviders:
         item = {"id": pid, "model": task["model"], "status": task["status"], "created_at": created,
                 "source": "api", "urls": {"get": f"{self.base}/replicate/v1/predictions/{pid}",
                                           "cancel": f"{self.base}/replicate/v1/predictions/{pid}/cancel"}}
+        logs = f"frame {task['polls']}/3 {min(99, task['polls'] * 40)}%|"
         if full:
             item.update({"input": task["input"], "webhook": task["webhook"], "output": task["output"],
-                         "error": task["error"], "logs": f"frame {task['polls']}/3 {min(99, task['polls'] * 40)}%|"})
+                         "error": task["error"], "logs": logs})
+        elif self.replicate_list_detail:
+            item.update({"error": task["error"], "logs": logs})
         return item
 
     async def replicate_list(self, request: web.Request) -> web.Response:
-        """Newest first, `page_size` a page, a `next` cursor; items without `input` (as is not confirmed)."""
+        """Newest first, `page_size` a page, a `next` cursor; items without `input` (as is not confirmed).
+
+        Each item's `status` is what its own endpoint last reported (a task moves on when it is polled)."""
         if (denied := self._replicate_auth(request)) is not None:
             return denied
         ids = sorted((tid for tid, t in self.tasks.items() if t["kind"] == "replicate"),
