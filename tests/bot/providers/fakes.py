@@ -122,6 +122,7 @@ class Fault:
     reset: bool = False
     method: str | None = None
     after: bool = False
+    skip: int = 0
 
 
 def image_size(data: bytes) -> tuple[int, int]:
@@ -181,10 +182,11 @@ class FakeProviders:
 
     def fail(self, path: str, *, times: int = 1, status: int = 500, body: Any = None,
              headers: dict[str, str] | None = None, hang: float = 0.0, garbage: bool = False,
-             reset: bool = False, method: str | None = None, after: bool = False) -> None:
-        """Make the next `times` requests whose path matches `path` (a regex) misbehave (`after`: once handled)."""
+             reset: bool = False, method: str | None = None, after: bool = False, skip: int = 0) -> None:
+        """Make the next `times` requests whose path matches `path` (a regex) misbehave (`after`: once handled;
+        `skip`: only after letting that many matching requests through, e.g. to fail a list's second page)."""
         self.faults.append(Fault(re.compile(path), times, status, body, headers or {}, hang, garbage, reset, method,
-                                 after))
+                                 after, skip))
 
     def live_tasks(self, kind: str | None = None) -> list[str]:
         """Task ids not canceled (a duplicate render costs money only while it runs)."""
@@ -213,6 +215,9 @@ class FakeProviders:
         held = None
         for fault in self.faults:
             if fault.times > 0 and fault.pattern.search(request.path) and fault.method in (None, request.method):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    continue
                 fault.times -= 1
                 if fault.after:
                     held = fault

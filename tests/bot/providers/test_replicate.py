@@ -362,3 +362,171 @@ async def test_find_by_webhook_marker_and_cancel(fake: FakeProviders, provider_s
         assert fake.tasks[second]["canceled"]
     finally:
         await adapter.aclose()
+
+
+# -- sweep: the account's predictions since a time, one list request a page ----------------------------
+
+
+def backdate(fake: FakeProviders, task: str, when: float) -> None:
+    """Pretend the prediction was created at `when` (the list orders and dates by it)."""
+    fake.tasks[task]["created"] = when
+
+
+async def test_sweep_maps_states_and_progress_from_the_list(provider: ReplicateProvider, fake: FakeProviders,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Each listed prediction's status maps as status() maps it; running ones carry the logs' percentage."""
+    fake.replicate_list_detail = True
+    since = time.time() - 1
+    queued = await provider.submit(kling_ctx("just sent"))
+    running_ctx = kling_ctx("halfway")
+    running = await provider.submit(running_ctx)
+    for _ in range(2):  # queued, then running ("frame 2/3 80%")
+        await provider.status(running, running_ctx)
+    done_ctx = kling_ctx("fine")
+    done = await provider.submit(done_ctx)
+    await run_until_done(provider, done_ctx, done)
+    flagged_ctx = kling_ctx("flagged thing")
+    flagged = await provider.submit(flagged_ctx)
+    await run_until_done(provider, flagged_ctx, flagged)
+    canceled = await provider.submit(kling_ctx("stop it"))
+    await provider.cancel(canceled, kling_ctx())
+    odd = await provider.submit(kling_ctx("odd"))
+    fake.tasks[odd]["status"] = "dreaming"  # a status Replicate may add one day
+    gets_before = len(fake.requests_to(r"/predictions", "GET"))
+    with caplog.at_level(logging.WARNING, logger="bot.providers.replicate"):
+        result = await provider.sweep(since, max_pages=3)
+        again = await provider.sweep(since, max_pages=3)
+    assert set(result.states) == {queued, running, done, flagged, canceled, odd}
+    assert result.states[queued].state is ProviderState.QUEUED
+    assert result.states[running].state is ProviderState.RUNNING and result.states[running].progress == 80
+    assert result.states[done].state is ProviderState.SUCCEEDED and result.states[done].progress == 100
+    failure = result.states[flagged].error
+    assert result.states[flagged].state is ProviderState.FAILED
+    assert failure is not None and failure.kind is ErrorKind.CONTENT_POLICY and failure.model == "kwaivgi/kling-v2.0"
+    assert result.states[canceled].state is ProviderState.CANCELED
+    assert result.states[odd].state is ProviderState.RUNNING
+    assert len([r for r in caplog.records if "dreaming" in r.getMessage()]) == 1  # warned once, not per sweep
+    assert again.states[odd].state is ProviderState.RUNNING
+    assert result.pages == 1 and result.reaches_back_to == since  # the list ended: nothing older unseen
+    # One list request answered for all six (no per-prediction look-ups).
+    listed = fake.requests_to(r"/predictions", "GET")[gets_before:]
+    assert [s.path for s in listed] == ["/replicate/v1/predictions"] * 2
+
+
+async def test_sweep_without_logs_or_output_in_the_list(provider: ReplicateProvider, fake: FakeProviders) -> None:
+    """Items as PROVIDERS.md confirms them (no logs, error, output): no progress, a success without a URL."""
+    since = time.time() - 1
+    running_ctx = kling_ctx("halfway")
+    running = await provider.submit(running_ctx)
+    for _ in range(2):
+        await provider.status(running, running_ctx)
+    done_ctx = kling_ctx("fine")
+    done = await provider.submit(done_ctx)
+    await run_until_done(provider, done_ctx, done)
+    failed_ctx = kling_ctx("flagged again")
+    failed = await provider.submit(failed_ctx)
+    await run_until_done(provider, failed_ctx, failed)
+    states = (await provider.sweep(since, max_pages=1)).states
+    assert states[running].state is ProviderState.RUNNING and states[running].progress is None
+    assert states[done].state is ProviderState.SUCCEEDED and states[done].result_url is None
+    assert states[failed].state is ProviderState.FAILED and states[failed].error is not None
+
+
+async def test_sweep_stops_at_the_first_prediction_before_since(provider: ReplicateProvider,
+                                                                fake: FakeProviders) -> None:
+    fake.page_size = 2
+    now = time.time()
+    old = [await provider.submit(kling_ctx(f"old {n}")) for n in range(3)]
+    new = [await provider.submit(kling_ctx(f"new {n}")) for n in range(3)]
+    for n, task in enumerate(old):
+        backdate(fake, task, now - 600 + n)
+    for n, task in enumerate(new):
+        backdate(fake, task, now + n)
+    result = await provider.sweep(now - 1, max_pages=10)
+    assert set(result.states) == set(new)
+    # Page 1: new 2, new 1; page 2: new 0, old 2 (older than since: stop). Page 3 is never asked for.
+    assert result.pages == 2 and len(fake.requests_to(r"/predictions", "GET")) == 2
+    assert result.reaches_back_to == now - 1
+
+
+async def test_sweep_max_pages_says_how_far_back_it_saw(provider: ReplicateProvider, fake: FakeProviders) -> None:
+    fake.page_size = 2
+    now = time.time()
+    tasks = [await provider.submit(kling_ctx(f"p {n}")) for n in range(5)]
+    for n, task in enumerate(tasks):
+        backdate(fake, task, now - 50 + n * 10)  # oldest first: -50, -40, -30, -20, -10
+    result = await provider.sweep(now - 3600, max_pages=2)
+    assert set(result.states) == set(tasks[1:])  # the oldest was on page 3, never read
+    assert result.pages == 2 and len(fake.requests_to(r"/predictions", "GET")) == 2
+    assert result.reaches_back_to == pytest.approx(now - 40, abs=1e-5)  # the oldest read: older were not seen
+    # With one more page the list ends there: it reached back to `since` after all.
+    full = await provider.sweep(now - 3600, max_pages=3)
+    assert set(full.states) == set(tasks) and full.pages == 3 and full.reaches_back_to == now - 3600
+
+
+async def test_sweep_counts_undated_items_as_seen_and_keeps_the_token_home(provider: ReplicateProvider,
+                                                                          fake: FakeProviders) -> None:
+    """Items without a parsable created_at are in the result; a `next` link to another host is not followed."""
+    before = time.time()
+    fake.fail(r"/predictions$", method="GET", status=200, body={
+        "next": "http://127.0.0.2:9/v1/predictions?cursor=abc", "previous": None,
+        "results": [{"id": "rp-a", "status": "processing"}, {"id": "rp-b", "status": "succeeded", "created_at": "?"},
+                    {"status": "failed"}, "junk"]})
+    result = await provider.sweep(before - 3600, max_pages=5)
+    assert set(result.states) == {"rp-a", "rp-b"}
+    assert result.states["rp-b"].state is ProviderState.SUCCEEDED
+    # Nothing dated was read and the walk stopped early: it vouches only for what is newer than the sweep.
+    assert result.pages == 1 and result.reaches_back_to >= before
+    assert len(fake.requests_to(r"/predictions", "GET")) == 1
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "retry_after"),
+    [({"status": 429, "body": {"detail": "Request was throttled."}, "headers": {"Retry-After": "7"}},
+      ErrorKind.RATE_LIMITED, 7.0),
+     ({"status": 503, "body": {"detail": "down"}, "headers": {"Retry-After": "2"}}, ErrorKind.TRANSIENT, 2.0),
+     ({"status": 500, "body": {"detail": "boom"}}, ErrorKind.TRANSIENT, None),
+     ({"status": 502, "garbage": True}, ErrorKind.TRANSIENT, None),
+     ({"status": 200, "garbage": True}, ErrorKind.TRANSIENT, None),
+     ({"hang": 1.0}, ErrorKind.TRANSIENT, None),
+     ({"status": 401, "body": {"detail": "Invalid token."}}, ErrorKind.AUTH, None)],
+)
+async def test_sweep_faults_map_to_the_taxonomy(fake: FakeProviders, provider_settings: Settings, fault: dict,
+                                                kind: ErrorKind, retry_after: float | None) -> None:
+    adapter = ReplicateProvider(provider_settings.model_copy(update={"provider_timeout_seconds": 0.3}))
+    fake.fail(r"/predictions$", method="GET", **fault)
+    with pytest.raises(ProviderError) as raised:
+        await adapter.sweep(time.time() - 60, max_pages=3)
+    await adapter.aclose()
+    assert raised.value.kind is kind and raised.value.retry_after == retry_after
+
+
+async def test_sweep_fault_on_a_later_page(provider: ReplicateProvider, fake: FakeProviders) -> None:
+    """A page that fails mid-walk fails the sweep (a partial answer would claim too much)."""
+    fake.page_size = 1
+    for n in range(2):
+        await provider.submit(kling_ctx(f"p {n}"))
+    fake.fail(r"/predictions$", method="GET", status=429, headers={"Retry-After": "4"}, skip=1)
+    with pytest.raises(ProviderError) as raised:
+        await provider.sweep(time.time() - 60, max_pages=3)
+    assert raised.value.kind is ErrorKind.RATE_LIMITED and raised.value.retry_after == 4.0
+    assert [s.path for s in fake.requests_to(r"/predictions", "GET")] == [
+        "/replicate/v1/predictions", "/replicate/v1/predictions?cursor=1"]
+
+
+async def test_sweep_never_shows_secrets(provider: ReplicateProvider, fake: FakeProviders,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Neither the token nor a user's OpenAI key (echoed in a failure) reaches a message or a log line."""
+    fake.replicate_list_detail = True
+    ctx = JobContext(job_id=1, request=parse_request("sora", prompt="p"), api_key=SecretStr(USER_KEY))
+    task = await provider.submit(ctx)
+    fake.tasks[task].update(status="failed", error=f"OpenAI said: invalid key {USER_KEY}")
+    with caplog.at_level(logging.DEBUG):
+        result = await provider.sweep(time.time() - 60, max_pages=1)
+        fake.fail(r"/predictions$", method="GET", status=500, body={"detail": f"bad token {REPLICATE_TOKEN}"})
+        with pytest.raises(ProviderError) as raised:
+            await provider.sweep(time.time() - 60, max_pages=1)
+    failure = result.states[task].error
+    assert failure is not None and "invalid key" in failure.message and USER_KEY not in failure.message
+    assert REPLICATE_TOKEN not in str(raised.value) and "bad token" in raised.value.message
+    assert USER_KEY not in caplog.text and REPLICATE_TOKEN not in caplog.text
