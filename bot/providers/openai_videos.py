@@ -12,6 +12,9 @@ Mapping decisions:
 - 404/410 or `model_not_found` -> `model_unavailable` naming the model and the base URL.
 - `moderation_blocked` (or policy words in a 400) -> `content_policy`.
 - There is no cancel endpoint (DELETE only applies to completed or failed videos): `cancel` is False.
+- `GET /videos` is walked newest first by one loop (`_walk`) for `find` and `sweep`. Its `created_at`
+  is whole seconds, so a video counts as older than a time only when its whole second is, and a walk
+  cut short vouches only from the second after the oldest video it read (its twins may be next).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -33,6 +38,7 @@ from bot.providers.base import (
     ProviderError,
     ProviderState,
     StatusResult,
+    SweepResult,
     VideoProvider,
     configured_model_id,
 )
@@ -66,6 +72,14 @@ FIND_MARGIN_SECONDS = 300.0  # clock skew between us and the provider when match
 FIND_MAX_PAGES = 5
 
 
+class Listing(NamedTuple):
+    """The videos one walk down `GET /videos` read, back to `since` (see `OpenAIVideosProvider._walk`)."""
+
+    items: list[tuple[float | None, dict[str, Any]]]  # (created_at, item) newest first, none older than `since`
+    pages: int  # list requests made
+    reaches_back_to: float  # every video created at or after it is in `items`
+
+
 def fit_reference(path: str | Path, size: tuple[int, int]) -> bytes:
     """The first frame as PNG bytes of exactly `size` (the API rejects other sizes).
 
@@ -89,10 +103,13 @@ class OpenAIVideosProvider(VideoProvider):
     """Sora through OpenAI's Videos API (or a compatible endpoint at OPENAI_BASE_URL)."""
 
     name = "openai"
+    can_sweep = True
 
     def __init__(self, settings: Settings, *, client: httpx.AsyncClient | None = None,
                  base_url: str | None = None) -> None:
         self.settings = settings
+        if settings.openai_api_key is None:  # every job runs on its user's key: no operator account to list
+            self.can_sweep = False
         self.base = (base_url or settings.openai_base_url).rstrip("/")
         self._owns_client = client is None
         self.client = client or make_client(settings.provider_timeout_seconds, provider="openai")
@@ -117,7 +134,7 @@ class OpenAIVideosProvider(VideoProvider):
         return [operator.get_secret_value() if operator else None,
                 ctx.api_key.get_secret_value() if ctx and ctx.api_key else None]
 
-    def _error(self, response: httpx.Response, ctx: JobContext | None, model: str) -> ProviderError:
+    def _error(self, response: httpx.Response, ctx: JobContext | None, model: str | None) -> ProviderError:
         """The `{"error": {message, type, param, code}}` envelope mapped onto the taxonomy."""
         body = maybe_json(response)
         error: dict[str, Any] = body["error"] if isinstance(body, dict) and isinstance(body.get("error"), dict) else {}
@@ -137,9 +154,9 @@ class OpenAIVideosProvider(VideoProvider):
         retired = code in RETIRED_CODES or status in (404, 410) or (
             status == 400 and classify_text(message) is ErrorKind.MODEL_UNAVAILABLE)
         if retired:
-            return ProviderError(ErrorKind.MODEL_UNAVAILABLE,
-                                 f"model {model} is not available at {self.base} ({message})", model=model,
-                                 provider_code=code or f"http_{status}")
+            what = f"model {model}" if model else "the Videos API"  # a list names no model
+            return ProviderError(ErrorKind.MODEL_UNAVAILABLE, f"{what} is not available at {self.base} ({message})",
+                                 model=model, provider_code=code or f"http_{status}")
         return status_error(status, message, model=model, retry_after=retry_after, code=code)
 
     async def submit(self, ctx: JobContext) -> str:
@@ -177,31 +194,66 @@ class OpenAIVideosProvider(VideoProvider):
         model = self.model_id(request)
         since = (ctx.submitted_since or 0.0) - FIND_MARGIN_SECONDS
         wanted = (request.prompt, model, request.size_text(), str(request.seconds))
-        found: list[tuple[float, str]] = []
+        listing = await self._walk(since, max_pages=FIND_MAX_PAGES, ctx=ctx, model=model)
+        found = [(created or 0.0, str(item["id"])) for created, item in listing.items
+                 if (item.get("prompt"), item.get("model"), item.get("size"), str(item.get("seconds"))) == wanted]
+        return [vid for _, vid in sorted(found)]
+
+    async def sweep(self, since: float, *, max_pages: int) -> SweepResult:
+        """Every video of the operator's project created since `since`, with its state and progress.
+
+        One list request answers for up to 100 videos, so the poller asks this instead of polling each
+        render. States map as in `status`. Only the operator's key is used: a job on a user's own key
+        lives in that user's project and is not listed here (the poller polls it by itself).
+        """
+        listing = await self._walk(since, max_pages=max_pages, ctx=None, model=None)
+        states: dict[str, StatusResult] = {}
+        for _, item in listing.items:
+            model = item.get("model") if isinstance(item.get("model"), str) else None
+            states[str(item["id"])] = self._observe(item, None, model, video_id=str(item["id"]), hint=None)
+        return SweepResult(states=states, reaches_back_to=listing.reaches_back_to, pages=listing.pages)
+
+    async def _walk(self, since: float, *, max_pages: int, ctx: JobContext | None, model: str | None) -> Listing:
+        """Read `GET /videos` newest first (`after` = the previous page's last id while `has_more`) until a
+        video created before `since`, the last page, or `max_pages` pages; with `ctx`'s key when it has one.
+
+        `reaches_back_to` is `since` when the walk got there; otherwise the second after the oldest
+        created_at read (or the walk's start when none was dated): older videos were not seen. Items
+        without a usable created_at are kept (they count as seen).
+        """
+        started = time.time()
+        items: list[tuple[float | None, dict[str, Any]]] = []
+        oldest: float | None = None
+        pages = 0
         after: str | None = None
-        for _ in range(FIND_MAX_PAGES):
+        while pages < max_pages:
             params = {"limit": "100", "order": "desc"} | ({"after": after} if after else {})
             async with transport_errors("openai list"):
                 response = await self.client.get(f"{self.base}/videos", params=params, headers=self._headers(ctx))
+            pages += 1
             if response.status_code >= 400:
                 raise self._error(response, ctx, model)
             page = json_object(response, "openai list")
-            items = page.get("data") if isinstance(page.get("data"), list) else []
-            older = False
-            for item in items:
+            data = page.get("data")
+            reached = False
+            last: str | None = None
+            for item in data if isinstance(data, list) else []:
                 if not isinstance(item, dict) or not item.get("id"):
                     continue
-                created = item.get("created_at")
-                if isinstance(created, int | float) and created < since:
-                    older = True
+                last = str(item["id"])
+                created = _epoch(item.get("created_at"))
+                if created is not None and created + 1 <= since:  # its whole second lies before `since`
+                    reached = True
                     break
-                seen = (item.get("prompt"), item.get("model"), item.get("size"), str(item.get("seconds")))
-                if seen == wanted:
-                    found.append((float(created) if isinstance(created, int | float) else 0.0, str(item["id"])))
-            after = page.get("last_id") if isinstance(page.get("last_id"), str) else None
-            if older or not page.get("has_more") or not after:
+                if created is not None:
+                    oldest = created if oldest is None else min(oldest, created)
+                items.append((created, item))
+            if reached or not page.get("has_more"):
+                return Listing(items, pages, since)
+            after = page["last_id"] if isinstance(page.get("last_id"), str) and page["last_id"] else last
+            if after is None:  # more to read, but nothing to continue after
                 break
-        return [vid for _, vid in sorted(found)]
+        return Listing(items, pages, oldest + 1 if oldest is not None else max(since, started))
 
     async def status(self, provider_job_id: str, ctx: JobContext) -> StatusResult:
         model = self.model_id(ctx.request)
@@ -210,7 +262,11 @@ class OpenAIVideosProvider(VideoProvider):
         if response.status_code >= 400:
             raise self._error(response, ctx, model)
         data = json_object(response, "openai status")
-        hint = poll_hint(response.headers)
+        return self._observe(data, ctx, model, video_id=provider_job_id, hint=poll_hint(response.headers))
+
+    def _observe(self, data: dict[str, Any], ctx: JobContext | None, model: str | None, *, video_id: str,
+                 hint: float | None) -> StatusResult:
+        """One video object (from a poll or a list page) as a StatusResult."""
         status = str(data.get("status", ""))
         state = STATES.get(status)
         if state is None:
@@ -222,12 +278,12 @@ class OpenAIVideosProvider(VideoProvider):
         progress = max(0, min(100, raw_progress)) if isinstance(raw_progress, int) else None
         if state is ProviderState.SUCCEEDED:
             return StatusResult(state, progress=100,
-                                result_url=f"{self.base}/videos/{provider_job_id}/content?variant=video")
+                                result_url=f"{self.base}/videos/{video_id}/content?variant=video")
         if state is ProviderState.FAILED:
             return StatusResult(state, error=self._failure(data, ctx, model))
         return StatusResult(state, progress=progress, poll_after=hint)
 
-    def _failure(self, data: dict[str, Any], ctx: JobContext, model: str) -> ProviderError:
+    def _failure(self, data: dict[str, Any], ctx: JobContext | None, model: str | None) -> ProviderError:
         error = data.get("error") if isinstance(data.get("error"), dict) else {}
         code = str(error.get("code") or "") or None
         message = redact(str(error.get("message") or "the render failed")[:500], self._secrets(ctx))
@@ -242,7 +298,7 @@ class OpenAIVideosProvider(VideoProvider):
         else:
             kind = classify_text(message)
         if kind is ErrorKind.MODEL_UNAVAILABLE:
-            message = f"model {model} is not available at {self.base} ({message})"
+            message = f"model {model or '(unknown)'} is not available at {self.base} ({message})"
         return ProviderError(kind, message, provider_code=code, model=model)
 
     async def fetch(self, result_url: str, dest: Path, ctx: JobContext, *, max_bytes: int) -> int:
@@ -286,6 +342,13 @@ class OpenAIVideosProvider(VideoProvider):
     async def aclose(self) -> None:
         if self._owns_client:
             await self.client.aclose()
+
+
+def _epoch(value: Any) -> float | None:
+    """A `created_at` in unix seconds (an integer in the spec; bools and other types are unusable)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def poll_hint(headers: httpx.Headers) -> float | None:
