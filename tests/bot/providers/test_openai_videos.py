@@ -342,3 +342,171 @@ async def test_find_matches_prompt_model_size_and_seconds(provider: OpenAIVideos
     assert not provider.can_cancel
     late = JobContext(job_id=1, request=ctx.request, request_key="j1-k", submitted_since=time.time() + 3600)
     assert await provider.find("j1-k", late) == []
+
+
+# -- sweep: the operator's videos since a time, one list request a page -------------------------------
+
+
+def backdate(fake: FakeProviders, task: str, when: float) -> None:
+    """Pretend the video was created at `when` (the list orders by it and reports its whole second)."""
+    fake.tasks[task]["created"] = when
+
+
+def list_requests(fake: FakeProviders) -> list[Any]:
+    """The list requests (`GET /videos?…`), not the per-video polls."""
+    return fake.requests_to(r"/videos(\?|$)", "GET")
+
+
+async def test_sweep_maps_states_and_progress_with_the_operator_key(provider: OpenAIVideosProvider,
+                                                                    fake: FakeProviders,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    since = time.time() - 1
+    queued = await provider.submit(sora_ctx("just sent"))
+    running_ctx = sora_ctx("halfway")
+    running = await provider.submit(running_ctx)
+    for _ in range(2):  # queued, then in_progress at 50 %
+        await provider.status(running, running_ctx)
+    done_ctx = sora_ctx("fine")
+    done = await provider.submit(done_ctx)
+    for _ in range(3):
+        await provider.status(done, done_ctx)
+    failed_ctx = sora_ctx("flagged late")
+    failed = await provider.submit(failed_ctx)
+    for _ in range(3):
+        await provider.status(failed, failed_ctx)
+    odd = await provider.submit(sora_ctx("odd"))
+    fake.tasks[odd].update(status="rendering", progress=30)  # a status the API may add one day
+    with caplog.at_level(logging.WARNING, logger="bot.providers.openai_videos"):
+        result = await provider.sweep(since, max_pages=3)
+        again = await provider.sweep(since, max_pages=3)
+    assert provider.can_sweep
+    assert set(result.states) == {queued, running, done, failed, odd}
+    assert result.states[queued].state is ProviderState.QUEUED and result.states[queued].progress == 0
+    assert result.states[running].state is ProviderState.RUNNING and result.states[running].progress == 50
+    assert result.states[done].state is ProviderState.SUCCEEDED and result.states[done].progress == 100
+    failure = result.states[failed].error
+    assert result.states[failed].state is ProviderState.FAILED
+    assert failure is not None and failure.kind is ErrorKind.CONTENT_POLICY
+    assert failure.provider_code == "moderation_blocked" and failure.model == "sora-2"
+    assert result.states[odd].state is ProviderState.RUNNING and again.states[odd].state is ProviderState.RUNNING
+    assert len([r for r in caplog.records if "rendering" in r.getMessage()]) == 1
+    assert result.pages == 1 and result.reaches_back_to == since
+    listed = list_requests(fake)
+    assert [s.path for s in listed] == ["/openai/v1/videos?limit=100&order=desc"] * 2
+    assert {s.headers["Authorization"] for s in listed} == {f"Bearer {OPENAI_KEY}"}
+
+
+async def test_sweep_uses_only_the_operator_key(fake: FakeProviders, provider_settings: Settings) -> None:
+    """Own-key jobs live in their user's project: the sweep never sends a user's key, and without an
+    operator key there is nothing to sweep."""
+    adapter = OpenAIVideosProvider(provider_settings)
+    await adapter.submit(sora_ctx("mine", api_key=OWN_KEY))
+    await adapter.sweep(time.time() - 60, max_pages=1)
+    [listed] = list_requests(fake)
+    assert listed.headers["Authorization"] == f"Bearer {OPENAI_KEY}"
+    await adapter.aclose()
+    keyless = OpenAIVideosProvider(provider_settings.model_copy(update={"openai_api_key": None}))
+    assert not keyless.can_sweep
+    with pytest.raises(ProviderError) as raised:
+        await keyless.sweep(time.time() - 60, max_pages=1)
+    assert raised.value.kind is ErrorKind.AUTH
+    assert len(list_requests(fake)) == 1
+    await keyless.aclose()
+
+
+async def test_sweep_pages_with_after_and_stops_before_since(provider: OpenAIVideosProvider,
+                                                             fake: FakeProviders) -> None:
+    fake.page_size = 2
+    second = float(int(time.time()))
+    old = [await provider.submit(sora_ctx(f"old {n}")) for n in range(3)]
+    new = [await provider.submit(sora_ctx(f"new {n}")) for n in range(3)]
+    for n, task in enumerate(old):
+        backdate(fake, task, second - 600 + n)
+    for n, task in enumerate(new):
+        backdate(fake, task, second + 10 + n)
+    edge = await provider.submit(sora_ctx("same second"))
+    backdate(fake, edge, second + 0.2)  # listed as `second`: it may be after `since` within that second
+    result = await provider.sweep(second + 0.5, max_pages=10)
+    assert set(result.states) == {*new, edge}
+    # Page 1: new 2, new 1; page 2: new 0, edge; page 3: old 2 (a second wholly before since): stop.
+    assert result.pages == 3 and result.reaches_back_to == second + 0.5
+    paths = [s.path for s in list_requests(fake)]
+    assert paths == ["/openai/v1/videos?limit=100&order=desc", f"/openai/v1/videos?limit=100&order=desc&after={new[1]}",
+                     f"/openai/v1/videos?limit=100&order=desc&after={edge}"]
+
+
+async def test_sweep_max_pages_says_how_far_back_it_saw(provider: OpenAIVideosProvider, fake: FakeProviders) -> None:
+    fake.page_size = 2
+    now = float(int(time.time()))
+    tasks = [await provider.submit(sora_ctx(f"p {n}")) for n in range(5)]
+    for n, task in enumerate(tasks):
+        backdate(fake, task, now - 50 + n * 10 + 0.5)  # oldest first: -49.5 … -9.5, listed as whole seconds
+    result = await provider.sweep(now - 3600, max_pages=2)
+    assert set(result.states) == set(tasks[1:]) and result.pages == 2
+    # The oldest read was listed as now-40: another video of that second may be on the next page, so the
+    # sweep vouches only from the second after it.
+    assert result.reaches_back_to == now - 39
+    full = await provider.sweep(now - 3600, max_pages=3)
+    assert set(full.states) == set(tasks) and full.pages == 3 and full.reaches_back_to == now - 3600
+    assert len(list_requests(fake)) == 5
+
+
+async def test_sweep_undated_items_and_a_page_without_last_id(provider: OpenAIVideosProvider,
+                                                              fake: FakeProviders) -> None:
+    before = time.time()
+    fake.fail(r"/videos$", method="GET", status=200, body={
+        "object": "list", "first_id": None, "last_id": None, "has_more": True,
+        "data": [{"id": "video_a", "status": "in_progress", "progress": 140},
+                 {"id": "video_b", "status": "queued", "progress": 0, "created_at": "yesterday"},
+                 {"status": "completed"}, 7]}, times=2)
+    cut = await provider.sweep(before - 3600, max_pages=1)
+    assert set(cut.states) == {"video_a", "video_b"} and cut.states["video_a"].progress == 100
+    assert cut.pages == 1 and cut.reaches_back_to >= before  # nothing dated read: vouches for nothing older
+    await provider.sweep(before - 3600, max_pages=2)
+    assert list_requests(fake)[-1].path.endswith("&after=video_b")  # continues after the last item it read
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "retry_after"),
+    [({"status": 429, "body": {"error": {"message": "slow", "code": "rate_limit_exceeded"}},
+       "headers": {"Retry-After": "3"}}, ErrorKind.RATE_LIMITED, 3.0),
+     ({"status": 429, "body": {"error": {"message": "quota", "code": "insufficient_quota"}}},
+      ErrorKind.QUOTA_OR_BILLING, None),
+     ({"status": 401, "body": {"error": {"message": "bad key", "code": "invalid_api_key"}}}, ErrorKind.AUTH, None),
+     ({"status": 500, "body": {"error": {"message": "oops"}}}, ErrorKind.TRANSIENT, None),
+     ({"status": 503, "body": {"error": {"message": "busy"}}, "headers": {"Retry-After": "5"}},
+      ErrorKind.TRANSIENT, 5.0),
+     ({"status": 502, "garbage": True}, ErrorKind.TRANSIENT, None),
+     ({"status": 404, "body": {"error": {"message": "Not found", "code": None}}}, ErrorKind.MODEL_UNAVAILABLE, None),
+     ({"hang": 1.0}, ErrorKind.TRANSIENT, None)],
+)
+async def test_sweep_faults(fake: FakeProviders, provider_settings: Settings, fault: dict, kind: ErrorKind,
+                            retry_after: float | None) -> None:
+    adapter = OpenAIVideosProvider(provider_settings.model_copy(update={"provider_timeout_seconds": 0.3}))
+    fake.fail(r"/videos$", method="GET", **fault)
+    with pytest.raises(ProviderError) as raised:
+        await adapter.sweep(time.time() - 60, max_pages=2)
+    await adapter.aclose()
+    assert raised.value.kind is kind and raised.value.retry_after == retry_after
+    if kind is ErrorKind.MODEL_UNAVAILABLE:
+        assert "Videos API is not available" in raised.value.message
+
+
+async def test_sweep_fault_on_a_later_page_and_no_secrets(provider: OpenAIVideosProvider, fake: FakeProviders,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    fake.page_size = 1
+    for n in range(2):
+        await provider.submit(sora_ctx(f"p {n}"))
+    first = next(iter(fake.tasks))
+    fake.tasks[first].update(status="failed", error={"code": None, "message": f"key {OPENAI_KEY} was revoked"})
+    fake.fail(r"/videos$", method="GET", status=500, skip=1,
+              body={"error": {"message": f"upstream rejected {OPENAI_KEY}", "code": "server_error"}})
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(ProviderError) as raised:
+            await provider.sweep(time.time() - 60, max_pages=3)
+        result = await provider.sweep(time.time() - 60, max_pages=3)
+    assert raised.value.kind is ErrorKind.TRANSIENT and "upstream rejected" in raised.value.message
+    assert OPENAI_KEY not in str(raised.value)
+    failure = result.states[first].error
+    assert failure is not None and "was revoked" in failure.message and OPENAI_KEY not in failure.message
+    assert OPENAI_KEY not in caplog.text
