@@ -4,7 +4,9 @@ The bot (`python -m bot`, KLING_PROVIDER/SORA_PROVIDER=replicate) starts with 10
 in its SQLite, each at a random point of a render whose length is drawn from the finish-time
 models of bench/polling.py (a mix of all six), in real time (POLL_TIME_SCALE=1). The fake answers
 status requests (`processing` until the render's time, then `succeeded` with a small file), so the
-bot polls, downloads and posts for real. We report status requests per second, the bot's CPU
+bot polls, downloads and posts for real. It also lists the account's predictions (`GET /v1/predictions`:
+newest first, 100 a page, a `next` cursor) so a bot that sweeps instead of polling each render is
+measured the same way. We report status requests per second, the bot's CPU
 (% of one core), RSS, open sockets, the ack latency of /ping probes (10/s: the event loop's lag
 as a user feels it), and the ack p99 of 200 /kling at 200/s under that load versus the same
 burst with no jobs in flight.
@@ -16,10 +18,12 @@ bounded by settings. `python -m bench.inflight` (about 2 minutes).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import random
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,31 +41,60 @@ IN_FLIGHT = 10_000
 WARMUP = 15.0  # seconds after start before measuring
 WINDOW = 40.0  # seconds of measurement
 BURSTS = 3  # the 200-command burst is repeated (after the window); its p99 is over all of them
+LIST_PAGE = 100  # Replicate's page size (PROVIDERS.md)
 
 
 class ReplicateLike(LoopbackService):
-    """Predictions that finish at a planned wall time; counts status requests per second."""
+    """Predictions that finish at a planned wall time; counts status and list requests per second."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ready: dict[str, float] = {}
+        self.order: list[tuple[float, str]] = []  # (created, id), oldest first: the list reads it from the end
         self.status_times: list[float] = []
+        self.list_times: list[float] = []
         self.rng = random.Random(5)
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/v1/models/{owner}/{name}/predictions", self.create),
-                web.get("/v1/predictions/{id}", self.get), web.post("/v1/predictions/{id}/cancel", self.cancel),
-                web.get("/files/{id}.mp4", self.file)]
+                web.get("/v1/predictions", self.list), web.get("/v1/predictions/{id}", self.get),
+                web.post("/v1/predictions/{id}/cancel", self.cancel), web.get("/files/{id}.mp4", self.file)]
+
+    def add(self, pid: str, created: float, ready: float) -> None:
+        """A prediction created at `created` that succeeds at `ready` (wall times)."""
+        self.ready[pid] = ready
+        bisect.insort(self.order, (created, pid))
+
+    def state(self, pid: str) -> str:
+        """What the prediction's own endpoint reports now; the list says the same."""
+        return "processing" if time.time() < self.ready.get(pid, 0.0) else "succeeded"
 
     async def create(self, request: web.Request) -> web.Response:
         pid = f"new{len(self.ready)}"
-        self.ready[pid] = time.time() + self.rng.uniform(120, 180)
-        return web.json_response({"id": pid, "status": "starting"}, status=201)
+        now = time.time()
+        self.add(pid, now, now + self.rng.uniform(120, 180))
+        return web.json_response({"id": pid, "status": "starting", "created_at": iso(now)}, status=201)
+
+    async def list(self, request: web.Request) -> web.Response:
+        """Newest first, 100 a page; the cursor names the last item read (stable while new ones arrive)."""
+        self.list_times.append(time.monotonic())
+        end = len(self.order)
+        if cursor := request.query.get("cursor"):
+            created, _, pid = cursor.partition("_")
+            end = bisect.bisect_left(self.order, (float(created), pid))
+        start = max(0, end - LIST_PAGE)
+        page = self.order[start:end][::-1]
+        next_url = None
+        if start > 0:
+            created, pid = page[-1]
+            next_url = f"http://127.0.0.1:{self.port}/v1/predictions?cursor={created!r}_{pid}"
+        return web.json_response({"next": next_url, "previous": None, "results": [
+            {"id": pid, "status": self.state(pid), "created_at": iso(created)} for created, pid in page]})
 
     async def get(self, request: web.Request) -> web.Response:
         pid = request.match_info["id"]
         self.status_times.append(time.monotonic())
-        if time.time() < self.ready.get(pid, 0.0):
+        if self.state(pid) == "processing":
             return web.json_response({"id": pid, "status": "processing", "logs": ""})
         return web.json_response({"id": pid, "status": "succeeded",
                                   "output": f"http://127.0.0.1:{self.port}/files/{pid}.mp4"})
@@ -71,6 +104,11 @@ class ReplicateLike(LoopbackService):
 
     async def file(self, request: web.Request) -> web.Response:
         return web.Response(body=b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 4096, content_type="video/mp4")
+
+
+def iso(when: float) -> str:
+    """Replicate's created_at: ISO 8601 in UTC with microseconds and a Z."""
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def jobs_in_flight(fake: ReplicateLike, server: LoopbackDiscord) -> list[dict[str, Any]]:
@@ -86,7 +124,7 @@ def jobs_in_flight(fake: ReplicateLike, server: LoopbackDiscord) -> list[dict[st
         length = draws[n % len(draws)](low, high, rng)
         age = rng.uniform(0, length)
         pid = f"p{n}"
-        fake.ready[pid] = now - age + length
+        fake.add(pid, now - age, now - age + length)
         rows.append({"user_id": 10_000_000 + n, "guild_id": server.guild, "channel_id": server.general,
                      "model": model, "provider": "replicate", "request_json": request.model_dump_json(),
                      "provider_job_id": pid, "submitted_at": now - age, "next_run_at": now + rng.uniform(0, 20)})
@@ -139,7 +177,7 @@ async def measure(loaded: bool) -> dict[str, Any]:
         await fire(server, users, "/ping", 10, None)  # warm up (first-use costs are not what we measure)
         await fire(server, users, "/kling", 20, 50.0)
         await asyncio.sleep(WARMUP if loaded else 2.0)
-        cpu0, t0, polls0 = cpu_seconds(bot.pid), time.monotonic(), len(fake.status_times)
+        cpu0, t0, polls0, lists0 = cpu_seconds(bot.pid), time.monotonic(), len(fake.status_times), len(fake.list_times)
         socket_counts: list[int] = []
 
         async def sample() -> None:
@@ -152,6 +190,7 @@ async def measure(loaded: bool) -> dict[str, Any]:
         elapsed = time.monotonic() - t0
         result["cpu"] = (cpu_seconds(bot.pid) - cpu0) / elapsed
         result["status_rps"] = (len(fake.status_times) - polls0) / elapsed
+        result["list_rps"] = (len(fake.list_times) - lists0) / elapsed
         burst: list[float] = []
         for _ in range(BURSTS):
             burst += [v * 1000 for v in await fire(server, users, "/kling", 200, 200.0)]
@@ -171,6 +210,7 @@ async def main() -> None:
     idle_p99, load_p99 = percentile(idle["burst"], 99), percentile(load["burst"], 99)
     rows = [
         ["status requests / s", "0", f"{load['status_rps']:.0f}", "-"],
+        ["list requests / s (sweeps)", f"{idle['list_rps']:.1f}", f"{load['list_rps']:.1f}", "-"],
         ["bot CPU (% of one core)", f"{idle['cpu']:.1%}", f"{load['cpu']:.1%}", "<= 50 %"],
         ["/ping probe ack p50 / p99 (ms): loop lag", f"{percentile(idle['pings'], 50):.1f} / "
          f"{percentile(idle['pings'], 99):.1f}", f"{percentile(load['pings'], 50):.1f} / "
