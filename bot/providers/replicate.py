@@ -92,6 +92,7 @@ class ReplicateProvider(VideoProvider):
         self._owns_client = client is None  # an injected client belongs to the caller
         self.client = client or make_client(settings.provider_timeout_seconds, provider="replicate")
         self._warned: set[str] = set()
+        self._warned_next = False
 
     def model_id(self, request: AnyRequest) -> str:
         return configured_model_id(self.settings, self.name, request)
@@ -225,8 +226,10 @@ class ReplicateProvider(VideoProvider):
 
         One list request answers for a page of 100, so the poller asks this instead of polling each
         render. States map as in `status` (an unknown one is `running`); progress comes from `logs`
-        when the list carries them. A succeeded prediction has no URL here: the poller looks at it
-        itself. Predictions run with a user's OpenAI key are still this account's, so they are listed.
+        when the list carries them. A finished prediction is a cue to look at it (`status`): a success
+        has no URL here, and a failure carries its reason only when the list item has an `error` (list
+        items are not documented to). Predictions run with a user's OpenAI key are still this account's,
+        so they are listed.
         """
         listing = await self._walk(since, max_pages=max_pages, ctx=None)
         states = {str(item["id"]): self._observe(item, None, model=_model_of(item), need_output=False)
@@ -265,7 +268,9 @@ class ReplicateProvider(VideoProvider):
             if reached or not isinstance(next_url, str) or not next_url:
                 return Listing(items, pages, since)
             if not next_url.startswith(self.base + "/"):  # the token goes to our own base URL only
-                log.warning("replicate: the list's next link leaves %s; stopped paging", self.base)
+                if not self._warned_next:
+                    self._warned_next = True
+                    log.warning("replicate: the list's next link leaves %s; not followed", self.base)
                 break
             url = next_url
         return Listing(items, pages, oldest if oldest is not None else max(since, started))
@@ -309,6 +314,8 @@ class ReplicateProvider(VideoProvider):
                                     provider_code="missing_output")
             return StatusResult(state, progress=100, result_url=url)
         if state is ProviderState.FAILED:
+            if not need_output and "error" not in data:  # a list item without the reason: `status` has it
+                return StatusResult(state)
             return StatusResult(state, error=self._failure(data, ctx, model))
         progress = _progress_from_logs(data.get("logs")) if state is ProviderState.RUNNING else None
         return StatusResult(state, progress=progress)
