@@ -6,16 +6,21 @@ provider answers a scripted listing so each rule is seen on its own, over the re
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from bot.config import Settings
+from bot.crypto import SecretBox
+from bot.poller import Poller
 from bot.providers.base import ErrorKind, ProviderError, ProviderState, StatusResult, SweepResult
+from bot.providers.registry import ProviderRegistry
 from bot.requests import parse_request
 from bot.runner import JobRunner
 from bot.sweep import SWEEP_COVER, Sweeper
 from storage import JobState, NewJob, Store
-from tests.bot.test_runner import Clock, ScriptedProvider, build_runner, step
+from tests.bot.test_runner import Clock, RecordingNotifier, ScriptedProvider, build_runner, step
 
 
 class ListingProvider(ScriptedProvider):
@@ -169,3 +174,32 @@ async def test_a_leased_render_is_not_deferred(parts, store: Store) -> None:  # 
     await sweeper.tick()
     assert (await store.jobs.get(claimed.id)).next_run_at == clock.now  # its step sets its next look
     assert (await store.jobs.get(ids[1])).next_run_at == clock.now + SWEEP_COVER * sweeper.every
+
+
+async def test_the_poller_sweeps_beside_its_loop_and_stops_cleanly(store: Store, tmp_path: Path) -> None:
+    settings = Settings(video_dir=tmp_path / "v", poll_time_scale=0.001, database_path=tmp_path / "db.sqlite3")
+    provider = ListingProvider()
+    notifier = RecordingNotifier()
+    runner = JobRunner(store, ProviderRegistry(settings, instances={"scripted": provider}), settings,
+                       notifier=notifier, secrets=SecretBox("k" * 32), owner="loop")
+    poller = Poller(store, runner, settings)
+    request = parse_request("kling", prompt="a fox")
+    jobs = [job for n in range(3) for job in await store.jobs.create(
+        [NewJob(user_id=200 + n, model="kling", provider="scripted", request_json=request.model_dump_json(),
+                price=0)])]
+    poller.start()
+    try:
+        async with asyncio.timeout(20):
+            while len({job.provider_job_id for job in await store.jobs.sweep_targets()}) < 3:
+                await asyncio.sleep(0.01)
+            sweeps = len(provider.sweeps)
+            while len(provider.sweeps) < sweeps + 3:  # it keeps sweeping on its own
+                await asyncio.sleep(0.01)
+            provider.statuses = [StatusResult(ProviderState.SUCCEEDED, result_url="https://x/v.mp4")] * 3
+            provider.listing = {task: StatusResult(ProviderState.SUCCEEDED) for _, task in provider.created}
+            while len(notifier.delivered) < 3:
+                await asyncio.sleep(0.01)
+    finally:
+        await poller.stop()
+    assert sorted(notifier.delivered) == sorted(job.id for job in jobs)
+    assert poller._sweep_task is not None and poller._sweep_task.done()
