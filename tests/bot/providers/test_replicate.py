@@ -372,12 +372,8 @@ def backdate(fake: FakeProviders, task: str, when: float) -> None:
     fake.tasks[task]["created"] = when
 
 
-async def test_sweep_maps_states_and_progress_from_the_list(provider: ReplicateProvider, fake: FakeProviders,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
-    """Each listed prediction's status maps as status() maps it; running ones carry the logs' percentage."""
-    fake.replicate_list_detail = True
-    since = time.time() - 1
-    queued = await provider.submit(kling_ctx("just sent"))
+async def running_done_failed(provider: ReplicateProvider, failing_prompt: str) -> tuple[str, str, str]:
+    """Three predictions for the sweep tests: one running (its logs at 80 %), one done, one failed (policy)."""
     running_ctx = kling_ctx("halfway")
     running = await provider.submit(running_ctx)
     for _ in range(2):  # queued, then running ("frame 2/3 80%")
@@ -385,9 +381,19 @@ async def test_sweep_maps_states_and_progress_from_the_list(provider: ReplicateP
     done_ctx = kling_ctx("fine")
     done = await provider.submit(done_ctx)
     await run_until_done(provider, done_ctx, done)
-    flagged_ctx = kling_ctx("flagged thing")
-    flagged = await provider.submit(flagged_ctx)
-    await run_until_done(provider, flagged_ctx, flagged)
+    failed_ctx = kling_ctx(failing_prompt)
+    failed = await provider.submit(failed_ctx)
+    await run_until_done(provider, failed_ctx, failed)
+    return running, done, failed
+
+
+async def test_sweep_maps_states_and_progress_from_the_list(provider: ReplicateProvider, fake: FakeProviders,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Each listed prediction's status maps as status() maps it; running ones carry the logs' percentage."""
+    fake.replicate_list_detail = True
+    since = time.time() - 1
+    queued = await provider.submit(kling_ctx("just sent"))
+    running, done, flagged = await running_done_failed(provider, "flagged thing")
     canceled = await provider.submit(kling_ctx("stop it"))
     await provider.cancel(canceled, kling_ctx())
     odd = await provider.submit(kling_ctx("odd"))
@@ -416,16 +422,7 @@ async def test_sweep_maps_states_and_progress_from_the_list(provider: ReplicateP
 async def test_sweep_without_logs_or_output_in_the_list(provider: ReplicateProvider, fake: FakeProviders) -> None:
     """Items as PROVIDERS.md confirms them (no logs, error, output): no progress, a success without a URL."""
     since = time.time() - 1
-    running_ctx = kling_ctx("halfway")
-    running = await provider.submit(running_ctx)
-    for _ in range(2):
-        await provider.status(running, running_ctx)
-    done_ctx = kling_ctx("fine")
-    done = await provider.submit(done_ctx)
-    await run_until_done(provider, done_ctx, done)
-    failed_ctx = kling_ctx("flagged again")
-    failed = await provider.submit(failed_ctx)
-    await run_until_done(provider, failed_ctx, failed)
+    running, done, failed = await running_done_failed(provider, "flagged again")
     states = (await provider.sweep(since, max_pages=1)).states
     assert states[running].state is ProviderState.RUNNING and states[running].progress is None
     assert states[done].state is ProviderState.SUCCEEDED and states[done].result_url is None
