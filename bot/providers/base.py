@@ -12,7 +12,7 @@ import mimetypes
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import SecretStr
 
@@ -116,6 +116,17 @@ class SweepResult:
     states: dict[str, StatusResult]  # provider task id -> state (progress when the list carries it; no URL needed)
     reaches_back_to: float  # epoch seconds
     pages: int = 1  # list requests it took
+
+
+class Listing(NamedTuple):
+    """The tasks one walk down a provider's list endpoint read, newest first, back to `since`.
+
+    `find` and `sweep` share the walk (ReplicateProvider._walk, OpenAIVideosProvider._walk).
+    """
+
+    items: list[tuple[float | None, dict[str, Any]]]  # (created_at, item) newest first, none older than `since`
+    pages: int  # list requests made
+    reaches_back_to: float  # every task created at or after it is in `items`
 
 
 class VideoProvider(abc.ABC):

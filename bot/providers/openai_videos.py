@@ -25,7 +25,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import httpx
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -35,6 +35,7 @@ from bot.config import Settings
 from bot.providers.base import (
     ErrorKind,
     JobContext,
+    Listing,
     ProviderError,
     ProviderState,
     StatusResult,
@@ -70,14 +71,6 @@ RETIRED_CODES = {"model_not_found", "model_deprecated"}
 TRANSIENT_CODES = {"server_error", "internal_error", "timeout", "service_unavailable"}
 FIND_MARGIN_SECONDS = 300.0  # clock skew between us and the provider when matching by time
 FIND_MAX_PAGES = 5
-
-
-class Listing(NamedTuple):
-    """The videos one walk down `GET /videos` read, back to `since` (see `OpenAIVideosProvider._walk`)."""
-
-    items: list[tuple[float | None, dict[str, Any]]]  # (created_at, item) newest first, none older than `since`
-    pages: int  # list requests made
-    reaches_back_to: float  # every video created at or after it is in `items`
 
 
 def fit_reference(path: str | Path, size: tuple[int, int]) -> bytes:

@@ -24,7 +24,7 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -34,6 +34,7 @@ from bot.config import Settings
 from bot.providers.base import (
     ErrorKind,
     JobContext,
+    Listing,
     ProviderError,
     ProviderState,
     StatusResult,
@@ -68,14 +69,6 @@ STATES = {
 _PERCENT = re.compile(r"(\d{1,3})%")
 FIND_MARGIN_SECONDS = 300.0  # clock skew between us and the provider when matching by time
 FIND_MAX_PAGES = 10  # 1000 predictions back: far more than one submit window holds
-
-
-class Listing(NamedTuple):
-    """The predictions one walk down the list read, back to `since` (see `ReplicateProvider._walk`)."""
-
-    items: list[tuple[float | None, dict[str, Any]]]  # (created_at, item) newest first, none older than `since`
-    pages: int  # list requests made
-    reaches_back_to: float  # every prediction created at or after it is in `items`
 
 
 class ReplicateProvider(VideoProvider):
