@@ -98,8 +98,8 @@ class Sweeper:
         self.requests += result.pages
         await self.apply(result, targets, now)
 
-    async def apply(self, result: SweepResult, targets: list[SweepTarget], now: float) -> tuple[int, int]:
-        """Make the renders the listing says need a look due now and defer the others; (due, deferred)."""
+    async def apply(self, result: SweepResult, targets: list[SweepTarget], now: float) -> None:
+        """Make the renders the listing says need a look due now and defer the others."""
         running: list[int] = []
         due: list[int] = []
         cap = self.schedule.give_up_after()
@@ -120,7 +120,6 @@ class Sweeper:
         await self.store.jobs.swept(running=running, due=due, defer_until=now + SWEEP_COVER * self.every, now=now)
         if due:
             self.wake()
-        return len(due), len(running)
 
     def _failed(self, name: str, now: float, retry_after: float | None, reason: str) -> None:
         failures = self._failures.get(name, 0) + 1
